@@ -58,12 +58,14 @@ class TxPool:
         decode: Callable[[bytes], SignedTransactionAPI],
         account: Callable[[bytes], tuple[int, int]],  # address -> (nonce, balance) at head
         base_fee: Callable[[], int],
+        block_gas_limit: Callable[[], int],
         limits: PoolLimits = PoolLimits(),
     ) -> None:
         self.chain_id = chain_id
         self._decode = decode
         self._account = account
         self._base_fee = base_fee
+        self._block_gas_limit = block_gas_limit
         self.limits = limits
         self._by_sender: dict[bytes, dict[int, _Entry]] = {}
         self._by_hash: dict[bytes, _Entry] = {}
@@ -124,6 +126,9 @@ class TxPool:
         intrinsic = tx.intrinsic_gas
         if tx.gas < intrinsic:
             raise TxPoolError(f"intrinsic gas too low: gas {tx.gas}, minimum needed {intrinsic}")
+        gas_limit = self._block_gas_limit()
+        if tx.gas > gas_limit:
+            raise TxPoolError(f"exceeds block gas limit: gas {tx.gas}, block gas limit {gas_limit}")
         floor = _data_floor_gas(tx.data)
         if tx.gas < floor:
             raise TxPoolError(f"insufficient gas for floor data gas cost: gas {tx.gas}, minimum needed {floor}")

@@ -1,0 +1,27 @@
+"""JSON-RPC namespaces; ``register_all`` puts every method of the node on a dispatcher."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .jsonrpc import Dispatcher
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+
+def register_all(dispatcher: Dispatcher, node: "Node") -> None:
+    from .eth import EthAPI, NetAPI, Web3API
+
+    dispatcher.register_namespace(EthAPI(node), "eth")
+    dispatcher.register_namespace(NetAPI(node), "net")
+    dispatcher.register_namespace(Web3API(), "web3")
+    try:
+        from .filters import register as register_filters
+    except ImportError:
+        register_filters = None
+    if register_filters is not None:
+        register_filters(dispatcher, node)
+    if node.signer is not None:
+        from .dev import register as register_dev
+
+        register_dev(dispatcher, node)

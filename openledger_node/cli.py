@@ -1,0 +1,140 @@
+"""``openledger-node`` command line."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="OpenLedger L2 node: an EVM rollup with Proof of Attribution.")
+log = logging.getLogger("openledger")
+
+
+def fail(message: str, code: int = 1) -> None:
+    """One clear line on stderr and a non-zero exit: no traceback for an operator's mistake."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def load_config(path: Optional[Path]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        fail(f"config file not found: {path}")
+    except tomllib.TOMLDecodeError as exc:
+        fail(f"config file {path} is not valid TOML: {exc}")
+    section = doc.get("node", doc)
+    return {key.replace("-", "_"): value for key, value in section.items()}
+
+
+@app.command()
+def init(
+    genesis: Path = typer.Option(..., "--genesis", help="genesis JSON file (geth format)"),
+    datadir: Path = typer.Option(..., "--datadir", help="directory for the chain database"),
+) -> None:
+    """Create the chain described by GENESIS in DATADIR."""
+    from .chain.chain import Blockchain, DatadirError
+    from .chain.genesis import GenesisError, describe, load_genesis
+    from .chain.store import StoreLockedError
+
+    try:
+        spec = load_genesis(genesis)
+        chain = Blockchain.init(datadir, spec)
+    except (GenesisError, DatadirError, StoreLockedError) as exc:
+        fail(str(exc))
+    head = chain.header_by_number(0)
+    chain.close()
+    typer.echo(f"initialised {datadir}: genesis 0x{head.hash.hex()}; {describe(spec)}")
+
+
+@app.command()
+def run(
+    datadir: Optional[Path] = typer.Option(None, "--datadir", help="chain directory made by `init`"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same keys as these options"),
+    http_host: Optional[str] = typer.Option(None, "--http-host", help="RPC listen address [127.0.0.1]"),
+    http_port: Optional[int] = typer.Option(None, "--http-port", help="RPC port [8545]; 0 picks a free one"),
+    block_time: Optional[float] = typer.Option(None, "--block-time", help="seconds between blocks [2]; 0 seals as soon as transactions wait"),
+    dev: Optional[bool] = typer.Option(None, "--dev/--no-dev", help="unlock the documented dev accounts (eth_sendTransaction, eth_sign, ...)"),
+    mining: Optional[bool] = typer.Option(None, "--mining/--no-mining", help="produce blocks [on]; off: serve RPC only"),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Serve JSON-RPC and produce blocks until SIGINT/SIGTERM."""
+    from .chain.chain import DatadirError
+    from .chain.store import StoreLockedError
+    from .node import Node, NodeConfig
+    from .rpc.server import PortInUseError
+
+    setup_logging(log_level)
+    settings = load_config(config)
+    for key, value in (("datadir", datadir), ("http_host", http_host), ("http_port", http_port),
+                       ("block_time", block_time), ("dev", dev), ("mining", mining)):
+        if value is not None:
+            settings[key] = value
+    if "datadir" not in settings:
+        fail("--datadir is required (or `datadir` in the config file)")
+    known = set(NodeConfig.__dataclass_fields__) - {"pool", "coinbase"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        fail(f"unknown config keys: {', '.join(unknown)}")
+    settings["datadir"] = Path(settings["datadir"])
+    if float(settings.get("block_time", 2.0)) < 0:
+        fail("--block-time must be 0 or more")
+    cfg = NodeConfig(**settings)
+    try:
+        node = Node(cfg)
+    except (DatadirError, StoreLockedError) as exc:
+        fail(str(exc))
+
+    def ready(n: Node) -> None:
+        log.info("JSON-RPC listening on %s (chain id %d)", n.rpc.url, n.blockchain.chain_id)
+        if n.signer is not None:
+            log.info("dev mode: %d unlocked accounts, see README", len(n.signer.addresses()))
+
+    try:
+        asyncio.run(node.serve(ready=ready))
+    except PortInUseError as exc:
+        node.blockchain.close()
+        fail(f"{exc.strerror}: choose another --http-port")
+
+
+@app.command()
+def version() -> None:
+    """Print the node's version."""
+    typer.echo(f"openledger-node {__version__}")
+
+
+def main() -> None:
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    # Every resource (LevelDB, sockets) is closed by now.  Skip interpreter teardown,
+    # where py-evm's objects are finalized against half-unloaded modules and Python
+    # prints a spurious "Error in sys.excepthook".
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

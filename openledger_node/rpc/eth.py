@@ -1,0 +1,379 @@
+"""The ``eth_``, ``net_`` and ``web3_`` namespaces."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eth.exceptions import Revert
+from eth_hash.auto import keccak
+
+from .. import __version__
+from ..sequencer import next_base_fee_after
+from ..txpool import TxPoolError
+from .encoding import (
+    parse_address,
+    parse_block_tag,
+    parse_bool,
+    parse_data,
+    parse_hash,
+    parse_quantity,
+    to_data,
+    to_quantity,
+)
+from .jsonrpc import ExecutionReverted, InvalidParams, RPCError, ServerError
+from .views import transaction_json
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+FEE_HISTORY_MAX_BLOCKS = 1024
+MIN_SUGGESTED_TIP = 1_000_000  # 0.001 gwei: the sequencer takes any tip; wallets like a non-zero one
+
+
+class CallError(RPCError):
+    """An eth_call / eth_estimateGas that failed for a reason other than a revert."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(-32000, message)
+
+
+def _opt(obj: dict[str, Any], key: str, parse, **kw):
+    value = obj.get(key)
+    return None if value is None else parse(value, name=key, **kw)
+
+
+class CallRequest:
+    """A parsed transaction-call object (``eth_call``, ``eth_estimateGas``, ``eth_sendTransaction``)."""
+
+    def __init__(self, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            raise InvalidParams("invalid transaction: expected an object")
+        self.sender = _opt(obj, "from", parse_address)
+        to = obj.get("to")
+        self.to = parse_address(to, name="to") if to not in (None, "0x", "") else None
+        self.gas = _opt(obj, "gas", parse_quantity)
+        self.gas_price = _opt(obj, "gasPrice", parse_quantity)
+        self.max_fee = _opt(obj, "maxFeePerGas", parse_quantity)
+        self.max_tip = _opt(obj, "maxPriorityFeePerGas", parse_quantity)
+        if self.gas_price is not None and (self.max_fee is not None or self.max_tip is not None):
+            raise InvalidParams("both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified")
+        self.value = _opt(obj, "value", parse_quantity) or 0
+        self.nonce = _opt(obj, "nonce", parse_quantity)
+        data, inp = obj.get("data"), obj.get("input")
+        if data is not None and inp is not None and data != inp:
+            raise InvalidParams('both "data" and "input" are set and not equal. Please use "input" to pass transaction call data')
+        raw = inp if inp is not None else data
+        self.data = parse_data(raw, name="input") if raw is not None else b""
+        self.access_list = obj.get("accessList") or []
+        self.chain_id = _opt(obj, "chainId", parse_quantity)
+        self.type = _opt(obj, "type", parse_quantity)
+        self.authorization_list = obj.get("authorizationList")
+
+
+class EthAPI:
+    """``eth_*`` methods.  Registered on the dispatcher by name (``eth_<method>``)."""
+
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.reader = node.reader
+
+    # -- chain ---------------------------------------------------------------------------
+    def chainId(self) -> str:
+        return to_quantity(self.node.blockchain.chain_id)
+
+    def blockNumber(self) -> str:
+        return to_quantity(self.node.blockchain.head.block_number)
+
+    def syncing(self) -> bool:
+        return False
+
+    def mining(self) -> bool:
+        return self.node.sequencer.mining
+
+    def hashrate(self) -> str:
+        return "0x0"
+
+    def coinbase(self) -> str:
+        return "0x" + self.node.sequencer.coinbase.hex()
+
+    def protocolVersion(self) -> str:
+        return "0x44"
+
+    # -- blocks ----------------------------------------------------------------------------
+    def getBlockByNumber(self, block: Any, full: Any = False) -> dict | None:
+        header = self.reader.header(parse_block_tag(block, allow_eip1898=False))
+        return None if header is None else self.reader.block_data(header).block_json(parse_bool(full, name="full"))
+
+    def getBlockByHash(self, block_hash: Any, full: Any = False) -> dict | None:
+        header = self.node.blockchain.header_by_hash(parse_hash(block_hash, name="block hash"))
+        return None if header is None else self.reader.block_data(header).block_json(parse_bool(full, name="full"))
+
+    def getBlockTransactionCountByNumber(self, block: Any) -> str | None:
+        header = self.reader.header(parse_block_tag(block, allow_eip1898=False))
+        return None if header is None else to_quantity(len(self.reader.block_data(header).block.transactions))
+
+    def getBlockTransactionCountByHash(self, block_hash: Any) -> str | None:
+        header = self.node.blockchain.header_by_hash(parse_hash(block_hash, name="block hash"))
+        return None if header is None else to_quantity(len(self.reader.block_data(header).block.transactions))
+
+    def getUncleCountByBlockNumber(self, block: Any) -> str | None:
+        header = self.reader.header(parse_block_tag(block, allow_eip1898=False))
+        return None if header is None else to_quantity(len(self.reader.block_data(header).block.uncles))
+
+    def getUncleCountByBlockHash(self, block_hash: Any) -> str | None:
+        header = self.node.blockchain.header_by_hash(parse_hash(block_hash, name="block hash"))
+        return None if header is None else to_quantity(len(self.reader.block_data(header).block.uncles))
+
+    def getUncleByBlockNumberAndIndex(self, block: Any, index: Any) -> None:
+        parse_block_tag(block, allow_eip1898=False), parse_quantity(index, name="index")
+        return None  # proof-of-stake and L2 blocks have no uncles
+
+    def getUncleByBlockHashAndIndex(self, block_hash: Any, index: Any) -> None:
+        parse_hash(block_hash, name="block hash"), parse_quantity(index, name="index")
+        return None
+
+    def getBlockReceipts(self, block: Any) -> list | None:
+        header = self.reader.header(parse_block_tag(block))
+        return None if header is None else self.reader.block_data(header).receipts_json()
+
+    # -- transactions ----------------------------------------------------------------------
+    def getTransactionByHash(self, tx_hash: Any) -> dict | None:
+        tx_hash = parse_hash(tx_hash, name="transaction hash")
+        found = self.reader.transaction_location(tx_hash)
+        if found is not None:
+            data, index = found
+            return transaction_json(data.block.transactions[index], data.senders[index], data.header, index)
+        pending = self.node.pool.get(tx_hash)
+        if pending is not None:
+            return transaction_json(pending[0], pending[1])
+        return None
+
+    def _tx_by_index(self, header, index: Any) -> dict | None:
+        index = parse_quantity(index, name="index")
+        if header is None:
+            return None
+        data = self.reader.block_data(header)
+        if index >= len(data.block.transactions):
+            return None
+        return transaction_json(data.block.transactions[index], data.senders[index], data.header, index)
+
+    def getTransactionByBlockHashAndIndex(self, block_hash: Any, index: Any) -> dict | None:
+        return self._tx_by_index(self.node.blockchain.header_by_hash(parse_hash(block_hash, name="block hash")), index)
+
+    def getTransactionByBlockNumberAndIndex(self, block: Any, index: Any) -> dict | None:
+        return self._tx_by_index(self.reader.header(parse_block_tag(block, allow_eip1898=False)), index)
+
+    def getRawTransactionByHash(self, tx_hash: Any) -> str | None:
+        tx_hash = parse_hash(tx_hash, name="transaction hash")
+        found = self.reader.transaction_location(tx_hash)
+        if found is not None:
+            data, index = found
+            return to_data(data.block.transactions[index].encode())
+        pending = self.node.pool.get(tx_hash)
+        return to_data(pending[0].encode()) if pending else None
+
+    def getTransactionReceipt(self, tx_hash: Any) -> dict | None:
+        found = self.reader.transaction_location(parse_hash(tx_hash, name="transaction hash"))
+        if found is None:
+            return None
+        data, index = found
+        return data.receipts_json()[index]
+
+    def sendRawTransaction(self, raw: Any) -> str:
+        raw = parse_data(raw, name="transaction")
+        try:
+            tx = self.node.pool.add_raw(raw)
+        except TxPoolError as exc:
+            raise ServerError(str(exc)) from None
+        return to_data(tx.hash)
+
+    # -- state -----------------------------------------------------------------------------
+    def getBalance(self, address: Any, block: Any = "latest") -> str:
+        address = parse_address(address)
+        state = self.node.state_at(self.reader.state_header(parse_block_tag(block)))
+        return to_quantity(state.get_balance(address))
+
+    def getTransactionCount(self, address: Any, block: Any = "latest") -> str:
+        address = parse_address(address)
+        selector = parse_block_tag(block)
+        state = self.node.state_at(self.reader.state_header(selector))
+        nonce = state.get_nonce(address)
+        if selector == "pending":
+            nonce = self.node.pool.pending_nonce(address, nonce)
+        return to_quantity(nonce)
+
+    def getCode(self, address: Any, block: Any = "latest") -> str:
+        address = parse_address(address)
+        state = self.node.state_at(self.reader.state_header(parse_block_tag(block)))
+        return to_data(state.get_code(address))
+
+    def getStorageAt(self, address: Any, slot: Any, block: Any = "latest") -> str:
+        address = parse_address(address)
+        slot_bytes = parse_data(slot, name="storage slot")
+        if len(slot_bytes) > 32:
+            raise InvalidParams("invalid storage slot: hex string too long, want at most 32 bytes")
+        state = self.node.state_at(self.reader.state_header(parse_block_tag(block)))
+        value = state.get_storage(address, int.from_bytes(slot_bytes, "big"))
+        return to_data(value.to_bytes(32, "big"))
+
+    # -- execution -------------------------------------------------------------------------
+    def call(self, tx: Any, block: Any = "latest", state_overrides: Any = None, block_overrides: Any = None) -> str:
+        request = CallRequest(tx)
+        header = self.reader.state_header(parse_block_tag(block))
+        computation = self.node.execute_call(request, header, state_overrides=state_overrides)
+        return to_data(_result_or_raise(computation))
+
+    def estimateGas(self, tx: Any, block: Any = "latest", state_overrides: Any = None) -> str:
+        request = CallRequest(tx)
+        header = self.reader.state_header(parse_block_tag(block))
+        return to_quantity(self.node.estimate_gas(request, header, state_overrides=state_overrides))
+
+    # -- fees ------------------------------------------------------------------------------
+    def gasPrice(self) -> str:
+        return to_quantity(self.node.next_base_fee() + self._suggested_tip())
+
+    def maxPriorityFeePerGas(self) -> str:
+        return to_quantity(self._suggested_tip())
+
+    def blobBaseFee(self) -> str:
+        head = self.node.blockchain.head
+        from eth.vm.forks.cancun.state import fake_exponential
+        from eth.vm.forks.prague.constants import BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE, MIN_BLOB_BASE_FEE
+
+        excess = getattr(head, "excess_blob_gas", 0) + getattr(head, "blob_gas_used", 0)
+        target = 6 * 131072 // 2 if hasattr(head, "requests_hash") else 3 * 131072
+        excess = max(0, excess - target)
+        return to_quantity(fake_exponential(MIN_BLOB_BASE_FEE, excess, BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE))
+
+    def _suggested_tip(self) -> int:
+        """Median tip of the last blocks' transactions, at least MIN_SUGGESTED_TIP."""
+        tips: list[int] = []
+        head = self.node.blockchain.head
+        for number in range(max(0, head.block_number - 19), head.block_number + 1):
+            header = self.node.blockchain.header_by_number(number)
+            base_fee = getattr(header, "base_fee_per_gas", 0) or 0
+            for tx in self.reader.block_data(header).block.transactions:
+                tips.append(min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee))
+        if not tips:
+            return MIN_SUGGESTED_TIP
+        tips.sort()
+        return max(MIN_SUGGESTED_TIP, tips[len(tips) // 2])
+
+    def feeHistory(self, block_count: Any, newest: Any, percentiles: Any = None) -> dict:
+        count = parse_quantity(block_count, name="blockCount") if not isinstance(block_count, int) else block_count
+        if count < 0:
+            raise InvalidParams("invalid blockCount")
+        count = min(count, FEE_HISTORY_MAX_BLOCKS)
+        newest_header = self.reader.header(parse_block_tag(newest, allow_eip1898=False))
+        if newest_header is None:
+            raise InvalidParams("request beyond head block")
+        if percentiles is not None:
+            if not isinstance(percentiles, list) or len(percentiles) > 100:
+                raise InvalidParams("invalid reward percentiles")
+            prev = -1.0
+            for p in percentiles:
+                if not isinstance(p, (int, float)) or isinstance(p, bool) or p < 0 or p > 100 or p < prev:
+                    raise InvalidParams(f"invalid reward percentile: {p}")
+                prev = p
+        last = newest_header.block_number
+        first = max(0, last - count + 1)
+        if count == 0:
+            return {"oldestBlock": "0x0", "baseFeePerGas": [], "gasUsedRatio": []}
+        base_fees, ratios, rewards, blob_fees, blob_ratios = [], [], [], [], []
+        for number in range(first, last + 1):
+            header = self.node.blockchain.header_by_number(number)
+            base_fee = getattr(header, "base_fee_per_gas", 0) or 0
+            base_fees.append(to_quantity(base_fee))
+            ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0)
+            blob_fees.append("0x1")
+            blob_ratios.append(0)
+            if percentiles:
+                rewards.append(self._rewards(header, base_fee, percentiles))
+        base_fees.append(to_quantity(next_base_fee_after(newest_header)))
+        blob_fees.append("0x1")
+        out = {
+            "oldestBlock": to_quantity(first),
+            "baseFeePerGas": base_fees,
+            "gasUsedRatio": ratios,
+            "baseFeePerBlobGas": blob_fees,
+            "blobGasUsedRatio": blob_ratios,
+        }
+        if percentiles:
+            out["reward"] = rewards
+        return out
+
+    def _rewards(self, header, base_fee: int, percentiles: list) -> list[str]:
+        data = self.reader.block_data(header)
+        if not data.block.transactions:
+            return ["0x0"] * len(percentiles)
+        receipts = data.receipts
+        pairs = []
+        previous = 0
+        for tx, receipt in zip(data.block.transactions, receipts):
+            pairs.append((min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee), receipt.gas_used - previous))
+            previous = receipt.gas_used
+        pairs.sort()
+        out = []
+        total = header.gas_used
+        for p in percentiles:
+            threshold = total * p / 100
+            acc, i = 0, 0
+            for i, (tip, used) in enumerate(pairs):
+                acc += used
+                if acc >= threshold:
+                    break
+            out.append(to_quantity(pairs[i][0]))
+        return out
+
+    # -- pending-block helpers used by wallets -----------------------------------------------
+    def accounts(self) -> list[str]:
+        return self.node.signer.addresses() if self.node.signer else []
+
+
+def _result_or_raise(computation) -> bytes:
+    if computation.is_error:
+        error = computation.error
+        if isinstance(error, Revert):
+            raise ExecutionReverted(computation.output)
+        raise CallError(_error_message(error))
+    return computation.output
+
+
+def _error_message(error: Exception) -> str:
+    name = type(error).__name__
+    known = {
+        "OutOfGas": "out of gas",
+        "InsufficientFunds": "insufficient balance for transfer",
+        "InvalidInstruction": "invalid opcode",
+        "InvalidJumpDestination": "invalid jump destination",
+        "StackDepthLimit": "max call depth exceeded",
+        "WriteProtection": "write protection",
+        "ContractCreationCollision": "contract address collision",
+        "InsufficientStack": "stack underflow",
+        "FullStack": "stack limit reached 1024",
+        "OutOfBoundsRead": "return data out of bounds",
+    }
+    return known.get(name, f"execution failed: {error}" if str(error) else f"execution failed: {name}")
+
+
+class NetAPI:
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+
+    def version(self) -> str:
+        return str(self.node.blockchain.chain_id)
+
+    def listening(self) -> bool:
+        return True
+
+    def peerCount(self) -> str:
+        return "0x0"
+
+
+class Web3API:
+    def clientVersion(self) -> str:
+        import platform
+
+        return f"openledger-node/v{__version__}/{platform.system().lower()}/python{platform.python_version()}"
+
+    def sha3(self, data: Any) -> str:
+        return to_data(keccak(parse_data(data)))
