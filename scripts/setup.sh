@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up everything the node needs on a fresh machine: a .venv with the Python
+# packages (and the Cython build), and the npm packages (solc, anvil, cast, ethers).
+# Idempotent and quick when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.openledger-installed 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages" >&2
+  python -m pip install --quiet --upgrade pip
+  python -m pip install --quiet -e '.[test]'
+  echo "$want" > .venv/.openledger-installed
+fi
+
+lock=$(sha256sum package-lock.json | cut -c1-16)
+if [ "$(cat node_modules/.openledger-installed 2>/dev/null)" != "$lock" ]; then
+  echo "setup: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock" > node_modules/.openledger-installed
+fi
