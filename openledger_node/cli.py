@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import tomllib
 from pathlib import Path
@@ -123,17 +122,7 @@ def version() -> None:
 
 
 def main() -> None:
-    try:
-        app()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    # Every resource (LevelDB, sockets) is closed by now.  Skip interpreter teardown,
-    # where py-evm's objects are finalized against half-unloaded modules and Python
-    # prints a spurious "Error in sys.excepthook".
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    app()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,14 @@ class _ForkChain(Chain):
     """py-evm Chain whose fork is chosen by block number *and* timestamp."""
 
     chaindb_class = ChainDB
-    schedule: tuple = ()
+    vm_configuration = ((0, VM_BY_FORK["frontier"]),)  # unused: forks come from ``schedule``
+
+    def __init__(self, base_db, *, chain_id: int, schedule: tuple) -> None:
+        # Instance attributes rather than a class per chain: classes made at run time
+        # end up in reference cycles that Python tears down noisily at exit.
+        self.chain_id = chain_id
+        self.schedule = schedule
+        super().__init__(base_db)
 
     def vm_class_for(self, number: int, timestamp: int):
         return VM_BY_FORK[fork_at(self.schedule, number, timestamp)]
@@ -78,9 +85,7 @@ class Blockchain:
     def __init__(self, store: LevelStore, genesis: Genesis) -> None:
         self.store = store
         self.genesis = genesis
-        chain_class = type("OpenLedgerChain", (_ForkChain,), {"chain_id": genesis.chain_id, "schedule": genesis.forks,
-                                                              "vm_configuration": ((0, VM_BY_FORK["frontier"]),)})
-        self.chain: _ForkChain = chain_class(store)
+        self.chain = _ForkChain(store, chain_id=genesis.chain_id, schedule=genesis.forks)
         self.chaindb = self.chain.chaindb
 
     # -- opening ---------------------------------------------------------------------
@@ -239,11 +244,11 @@ class Blockchain:
                     if skip_sender:
                         skip_sender(False)  # does not fit in what is left of this block
                     continue
-                snapshot = vm.state.snapshot()
                 try:
+                    # py-evm validates (nonce, balance, fees, gas) before touching state, so
+                    # a ValidationError leaves the state as it was; no snapshot is needed.
                     receipt, computation = vm.apply_transaction(running, tx)
                 except ValidationError as exc:
-                    vm.state.revert(snapshot)
                     rejected.append((tx, str(exc)))
                     if skip_sender:
                         skip_sender(False)

@@ -89,5 +89,12 @@ class LevelStore(BaseAtomicDB):
         self._pending.clear()
 
     def close(self) -> None:
-        if not self._db.closed:
-            self._db.close()
+        # Drop the plyvel object now: its __dealloc__ raises if it only runs during
+        # interpreter teardown ("Error in sys.excepthook" at exit).
+        db, self._db = self._db, None
+        if db is not None and not db.closed:
+            db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
