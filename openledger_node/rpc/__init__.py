@@ -21,7 +21,9 @@ def register_all(dispatcher: Dispatcher, node: "Node") -> None:
         register_filters = None
     if register_filters is not None:
         register_filters(dispatcher, node)
-    if node.signer is not None:
-        from .dev import register as register_dev
+    # Account methods (eth_sendTransaction, eth_sign, ...), evm_mine and txpool_*: always
+    # registered; without --dev (node.signer is None) the account methods answer a clear
+    # -32000 "no unlocked accounts" error instead of "method not found".
+    from .dev import register as register_dev
 
-        register_dev(dispatcher, node)
+    register_dev(dispatcher, node)
