@@ -171,8 +171,10 @@ class Node:
         stopper = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait({producer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if producer in done and producer.exception() is not None:
-                raise producer.exception()
+            if producer in done:
+                if producer.exception() is not None:
+                    raise producer.exception()
+                await stopper  # mining off: the sequencer returned at once; serve RPC until stopped
         finally:
             self.sequencer.stop()
             stopper.cancel()

@@ -50,6 +50,7 @@ class Sequencer:
         self.mining = mining
         self.listeners: list[Callable[[SealedBlock], None]] = []
         self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._stopping = False
         pool.listeners.append(lambda _tx: self._wake.set())
 
@@ -88,7 +89,12 @@ class Sequencer:
                 next_at += self.block_time
                 delay = next_at - time.monotonic()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    try:  # wakes early only to stop
+                        await asyncio.wait_for(self._stop_requested.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
+                    if self._stopping:
+                        break
                 else:
                     next_at = time.monotonic()  # fell behind: do not try to catch up in a burst
                 self.seal()
@@ -110,4 +116,5 @@ class Sequencer:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import logging
 import math
 import time
@@ -191,7 +192,33 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
+MAX_JSON_DEPTH = 256
+_JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether arrays/objects nest deeper than MAX_JSON_DEPTH (strings skipped).
+
+    py-evm raises Python's recursion limit to 100000, so json.loads would happily
+    recurse until the C stack overflows; refuse such bodies before parsing."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for match in _JSON_STRUCTURE.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def _loads(body: bytes | str) -> Any:
+    raw = body.encode() if isinstance(body, str) else body
+    if _too_deep(raw):
+        raise RecursionError("nesting too deep")
     return json.loads(body, parse_int=_parse_int, parse_constant=_reject_constant)
 
 
