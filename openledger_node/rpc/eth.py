@@ -1,6 +1,7 @@
 """The ``eth_``, ``net_`` and ``web3_`` namespaces."""
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from eth.exceptions import Revert
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from ..node import Node
 
 FEE_HISTORY_MAX_BLOCKS = 1024
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
+_DECIMAL = re.compile(r"[0-9]{1,20}")
 MIN_SUGGESTED_TIP = 1_000_000  # 0.001 gwei: the sequencer takes any tip; wallets like a non-zero one
 
 
@@ -208,12 +211,9 @@ class EthAPI:
 
     def getStorageAt(self, address: Any, slot: Any, block: Any = "latest") -> str:
         address = parse_address(address)
-        slot_bytes = parse_data(slot, name="storage slot")
-        if len(slot_bytes) > 32:
-            raise InvalidParams("invalid storage slot: hex string too long, want at most 32 bytes")
+        key = _storage_key(slot)
         state = self.node.state_at(self.reader.state_header(parse_block_tag(block)))
-        value = state.get_storage(address, int.from_bytes(slot_bytes, "big"))
-        return to_data(value.to_bytes(32, "big"))
+        return to_data(state.get_storage(address, key).to_bytes(32, "big"))
 
     # -- execution -------------------------------------------------------------------------
     def call(self, tx: Any, block: Any = "latest", state_overrides: Any = None, block_overrides: Any = None) -> str:
@@ -235,14 +235,8 @@ class EthAPI:
         return to_quantity(self._suggested_tip())
 
     def blobBaseFee(self) -> str:
-        head = self.node.blockchain.head
-        from eth.vm.forks.cancun.state import fake_exponential
-        from eth.vm.forks.prague.constants import BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE, MIN_BLOB_BASE_FEE
-
-        excess = getattr(head, "excess_blob_gas", 0) + getattr(head, "blob_gas_used", 0)
-        target = 6 * 131072 // 2 if hasattr(head, "requests_hash") else 3 * 131072
-        excess = max(0, excess - target)
-        return to_quantity(fake_exponential(MIN_BLOB_BASE_FEE, excess, BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE))
+        """Blob base fee of the next block (this L2 takes no blob transactions: the minimum)."""
+        return to_quantity(_next_blob_base_fee(self.node.blockchain.head))
 
     def _suggested_tip(self) -> int:
         """Median tip of the last blocks' transactions, at least MIN_SUGGESTED_TIP."""
@@ -259,37 +253,41 @@ class EthAPI:
         return max(MIN_SUGGESTED_TIP, tips[len(tips) // 2])
 
     def feeHistory(self, block_count: Any, newest: Any, percentiles: Any = None) -> dict:
-        count = parse_quantity(block_count, name="blockCount") if not isinstance(block_count, int) else block_count
-        if count < 0:
-            raise InvalidParams("invalid blockCount")
-        count = min(count, FEE_HISTORY_MAX_BLOCKS)
-        newest_header = self.reader.header(parse_block_tag(newest, allow_eip1898=False))
-        if newest_header is None:
-            raise InvalidParams("request beyond head block")
+        count = min(_hex_or_decimal(block_count, name="blockCount"), FEE_HISTORY_MAX_BLOCKS)
+        selector = parse_block_tag(newest, allow_eip1898=False)
         if percentiles is not None:
-            if not isinstance(percentiles, list) or len(percentiles) > 100:
-                raise InvalidParams("invalid reward percentiles")
+            if not isinstance(percentiles, list):
+                raise InvalidParams("invalid reward percentiles: expected an array of numbers")
+            if len(percentiles) > 100:  # geth's maxQueryLimit
+                raise ServerError(f"too many reward percentiles: {len(percentiles)}, max 100")
             prev = -1.0
             for p in percentiles:
-                if not isinstance(p, (int, float)) or isinstance(p, bool) or p < 0 or p > 100 or p < prev:
-                    raise InvalidParams(f"invalid reward percentile: {p}")
+                if not isinstance(p, (int, float)) or isinstance(p, bool):
+                    raise InvalidParams(f"invalid reward percentile: {p!r}")
+                if p < 0 or p > 100 or p < prev:  # a plain error in geth: -32000
+                    raise ServerError(f"invalid reward percentile: {float(p):f}")
                 prev = p
+        if count == 0:  # geth: oldestBlock 0 and nothing else
+            return {"oldestBlock": "0x0", "gasUsedRatio": None, "blobGasUsedRatio": None}
+        newest_header = self.reader.header(selector)
+        if newest_header is None:
+            head = self.node.blockchain.head.block_number
+            raise ServerError(f"request beyond head block: requested {selector}, head {head}")
         last = newest_header.block_number
         first = max(0, last - count + 1)
-        if count == 0:
-            return {"oldestBlock": "0x0", "baseFeePerGas": [], "gasUsedRatio": []}
         base_fees, ratios, rewards, blob_fees, blob_ratios = [], [], [], [], []
         for number in range(first, last + 1):
             header = self.node.blockchain.header_by_number(number)
             base_fee = getattr(header, "base_fee_per_gas", 0) or 0
             base_fees.append(to_quantity(base_fee))
             ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0)
-            blob_fees.append("0x1")
-            blob_ratios.append(0)
+            blob_fees.append(to_quantity(_blob_base_fee(header)))
+            max_blob_gas = _blob_params(header)[2]
+            blob_ratios.append(getattr(header, "blob_gas_used", 0) / max_blob_gas if max_blob_gas else 0)
             if percentiles:
                 rewards.append(self._rewards(header, base_fee, percentiles))
         base_fees.append(to_quantity(next_base_fee_after(newest_header)))
-        blob_fees.append("0x1")
+        blob_fees.append(to_quantity(_next_blob_base_fee(newest_header)))
         out = {
             "oldestBlock": to_quantity(first),
             "baseFeePerGas": base_fees,
@@ -312,21 +310,81 @@ class EthAPI:
             pairs.append((min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee), receipt.gas_used - previous))
             previous = receipt.gas_used
         pairs.sort()
+        # geth's eth/gasprice/feehistory.go: the tip of the transaction in which the
+        # percentile's share of the block's gas (rounded down) is reached
         out = []
-        total = header.gas_used
+        index, acc = 0, pairs[0][1]
         for p in percentiles:
-            threshold = total * p / 100
-            acc, i = 0, 0
-            for i, (tip, used) in enumerate(pairs):
-                acc += used
-                if acc >= threshold:
-                    break
-            out.append(to_quantity(pairs[i][0]))
+            threshold = int(header.gas_used * p / 100)
+            while acc < threshold and index < len(pairs) - 1:
+                index += 1
+                acc += pairs[index][1]
+            out.append(to_quantity(pairs[index][0]))
         return out
 
     # -- pending-block helpers used by wallets -----------------------------------------------
     def accounts(self) -> list[str]:
         return self.node.signer.addresses() if self.node.signer else []
+
+
+def _blob_params(header) -> tuple[int, int, int]:
+    """(target blob gas, base fee update fraction, max blob gas) of the header's fork;
+    zeros before Cancun."""
+    if not hasattr(header, "excess_blob_gas"):
+        return 0, 0, 0
+    if hasattr(header, "requests_hash"):  # Prague (EIP-7691)
+        from eth.vm.forks.prague import constants as prague
+
+        return (prague.TARGET_BLOB_GAS_PER_BLOCK, prague.BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE,
+                prague.MAX_BLOB_GAS_PER_BLOCK)
+    from eth.vm.forks.cancun import constants as cancun
+
+    return cancun.TARGET_BLOB_GAS_PER_BLOCK, cancun.BLOB_BASE_FEE_UPDATE_FRACTION, cancun.MAX_BLOB_GAS_PER_BLOCK
+
+
+def _blob_base_fee(header) -> int:
+    """Blob base fee of the block itself (EIP-4844); 0 before Cancun, as geth reports it."""
+    _, fraction, _ = _blob_params(header)
+    if not fraction:
+        return 0
+    from eth.vm.forks.cancun.constants import MIN_BLOB_BASE_FEE
+    from eth.vm.forks.cancun.state import fake_exponential
+
+    return fake_exponential(MIN_BLOB_BASE_FEE, header.excess_blob_gas, fraction)
+
+
+def _next_blob_base_fee(header) -> int:
+    """Blob base fee of a block built on ``header`` (same fork assumed)."""
+    target, fraction, _ = _blob_params(header)
+    if not fraction:
+        return 0
+    from eth.vm.forks.cancun.constants import MIN_BLOB_BASE_FEE
+    from eth.vm.forks.cancun.state import fake_exponential
+
+    excess = max(0, header.excess_blob_gas + header.blob_gas_used - target)
+    return fake_exponential(MIN_BLOB_BASE_FEE, excess, fraction)
+
+
+def _storage_key(slot: Any) -> int:
+    """A storage key as geth's ``decodeHash``: 0x optional, odd length left-padded, at most
+    32 bytes; a bad key is a plain (-32000) error."""
+    if not isinstance(slot, str):
+        raise InvalidParams(f"invalid storage key: expected a hex string, got {type(slot).__name__}")
+    digits = slot[2:] if slot[:2] in ("0x", "0X") else slot
+    if len(digits) % 2:
+        digits = "0" + digits
+    if len(digits) > 64:
+        raise ServerError("unable to decode storage key: hex string too long, want at most 32 bytes")
+    if not _HEX_DIGITS.fullmatch(digits):
+        raise ServerError("unable to decode storage key: hex string invalid")
+    return int(digits or "0", 16)
+
+
+def _hex_or_decimal(value: Any, *, name: str) -> int:
+    """geth's ``math.HexOrDecimal64``: a JSON number, a decimal string or a 0x-hex string."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = int(value)
+    return parse_quantity(value, name=name, max_value=2**64 - 1)
 
 
 def _result_or_raise(computation) -> bytes:

@@ -11,11 +11,10 @@ from typing import Any
 
 import rlp
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
-from eth_utils import to_checksum_address
 
 from ..chain.chain import Blockchain, contract_address
 from .encoding import BlockRef, to_data, to_quantity
-from .jsonrpc import InvalidParams, ResourceNotFound
+from .jsonrpc import ServerError
 
 _CACHE_BLOCKS = 256
 
@@ -234,7 +233,11 @@ class ChainReader:
         self._blocks: OrderedDict[bytes, BlockData] = OrderedDict()
 
     def header(self, selector: Any, *, allow_missing: bool = True) -> BlockHeaderAPI | None:
-        """Resolve a parsed block selector (int, tag or BlockRef) to a canonical header."""
+        """Resolve a parsed block selector (int, tag or BlockRef) to a canonical header.
+
+        A block that is not there is None, or with ``allow_missing=False`` geth's -32000
+        error ("header not found", "header for hash not found").
+        """
         chain = self.chain
         ref = selector if isinstance(selector, BlockRef) else (
             BlockRef(number=selector) if isinstance(selector, int) else BlockRef(tag=selector)
@@ -245,9 +248,9 @@ class ChainReader:
             if header is None:
                 if allow_missing:
                     return None
-                raise ResourceNotFound(f"header for hash not found")
+                raise ServerError("header for hash not found")
             if ref.require_canonical and not chain.is_canonical(header):
-                raise InvalidParams("hash is not currently canonical")
+                raise ServerError("hash is not currently canonical")
             return header
         if ref.number is not None:
             header = chain.header_by_number(ref.number)
@@ -256,14 +259,13 @@ class ChainReader:
         else:  # latest, pending, safe, finalized: one sequencer, no L1 finality yet
             header = chain.head
         if header is None and not allow_missing:
-            raise ResourceNotFound("header not found")
+            raise ServerError("header not found")
         return header
 
     def state_header(self, selector: Any) -> BlockHeaderAPI:
-        """Like ``header`` but for state queries: a missing block is an error."""
-        header = self.header(selector, allow_missing=True)
-        if header is None:
-            raise ResourceNotFound("header not found")
+        """Like ``header`` but for state queries: a missing block is an error (-32000, as geth)."""
+        header = self.header(selector, allow_missing=False)
+        assert header is not None
         return header
 
     def block_data(self, header: BlockHeaderAPI) -> BlockData:
