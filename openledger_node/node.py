@@ -19,7 +19,7 @@ from .rpc.jsonrpc import Dispatcher, ExecutionReverted, InvalidParams, RPCError
 from .rpc.server import RPCServer
 from .rpc.views import ChainReader
 from .sequencer import Sequencer, next_base_fee
-from .txpool import PoolLimits, TxPool
+from .txpool import PoolLimits, TxPool, data_floor_gas
 
 log = logging.getLogger("openledger.node")
 
@@ -91,51 +91,100 @@ class Node:
         return next_base_fee(self.blockchain)
 
     # -- calls -------------------------------------------------------------------------------
-    def _call_state(self, header: BlockHeaderAPI, overrides: Any):
-        """A throwaway state after ``header``, in the block context of ``header`` with base
-        fee 0 (as geth's eth_call), with any state overrides applied."""
+    def _call_state(self, header: BlockHeaderAPI, overrides: Any, priced: bool):
+        """A throwaway state after ``header``, in the block context of ``header``, with any
+        state overrides applied.  Unpriced calls run with base fee 0, as geth's."""
         vm = self.blockchain.chain.get_vm(header)
-        context_header = header.copy(base_fee_per_gas=0) if getattr(header, "base_fee_per_gas", None) else header
+        context_header = header
+        if not priced and getattr(header, "base_fee_per_gas", None):
+            context_header = header.copy(base_fee_per_gas=0)
         state = vm.build_state(vm.chaindb.db, context_header, vm.chain_context, vm.previous_hashes)
         if overrides is not None:
             apply_state_overrides(state, overrides)
         return vm, state
 
+    def _call_transaction(self, vm, state, request, gas: int):
+        """The unsigned transaction a call request describes, spoofed to come from its sender."""
+        sender = request.sender or b"\x00" * 20
+        nonce = state.get_nonce(sender)  # calls skip the nonce check, as geth's do
+        to = request.to or b""
+        builder = vm.get_transaction_builder()
+        base_fee = state.execution_context.base_fee_per_gas or 0
+        chain_id = self.blockchain.chain_id
+        typed = request.access_list is not None or request.authorization_list is not None \
+            or request.max_fee is not None or request.max_tip is not None
+        if request.authorization_list is not None and hasattr(builder, "new_unsigned_set_code_transaction"):
+            from eth.vm.forks.prague.transactions import Authorization
+
+            tip = request.max_tip or 0
+            max_fee = request.max_fee if request.max_fee is not None else base_fee + tip
+            tx = builder.new_unsigned_set_code_transaction(
+                chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=tip, max_fee_per_gas=max_fee,
+                gas=gas, to=to, value=request.value, data=request.data,
+                access_list=request.access_list or (),
+                authorization_list=[Authorization(**auth) for auth in request.authorization_list],
+            )
+        elif typed and hasattr(builder, "new_unsigned_dynamic_fee_transaction") and request.gas_price is None:
+            tip = request.max_tip or 0
+            max_fee = request.max_fee if request.max_fee is not None else base_fee + tip
+            tx = builder.new_unsigned_dynamic_fee_transaction(
+                chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=tip, max_fee_per_gas=max_fee,
+                gas=gas, to=to, value=request.value, data=request.data, access_list=request.access_list or (),
+            )
+        elif request.access_list is not None and hasattr(builder, "new_unsigned_access_list_transaction"):
+            tx = builder.new_unsigned_access_list_transaction(
+                chain_id=chain_id, nonce=nonce, gas_price=request.gas_price or 0, gas=gas, to=to,
+                value=request.value, data=request.data, access_list=request.access_list,
+            )
+        else:
+            tx = vm.create_unsigned_transaction(
+                nonce=nonce, gas_price=request.gas_price or 0, gas=gas, to=to, value=request.value, data=request.data,
+            )
+        return SpoofTransaction(tx, from_=sender)
+
     def execute_call(self, request, header: BlockHeaderAPI, *, state_overrides: Any = None,
                      gas: int | None = None) -> ComputationAPI:
-        vm, state = self._call_state(header, state_overrides)
-        sender = request.sender or b"\x00" * 20
+        vm, state = self._call_state(header, state_overrides, request.has_fees)
         gas = gas if gas is not None else (request.gas if request.gas is not None else RPC_GAS_CAP)
-        tx = vm.create_unsigned_transaction(
-            nonce=state.get_nonce(sender), gas_price=0, gas=gas, to=request.to or b"",
-            value=request.value, data=request.data,
-        )
-        spoof = SpoofTransaction(tx, from_=sender)
+        tx = self._call_transaction(vm, state, request, gas)
         try:
-            return state.apply_transaction(spoof)
+            return state.apply_transaction(tx)
         except ValidationError as exc:
             raise RPCError(-32000, _validation_message(str(exc))) from None
 
     def estimate_gas(self, request, header: BlockHeaderAPI, *, state_overrides: Any = None) -> int:
         """Smallest gas limit with which the call succeeds (binary search, as geth)."""
-        if request.to is not None and not request.data and state_overrides is None:
-            state = self.state_at(header)
-            if not state.get_code(request.to):
-                return TX_GAS  # plain transfer
+        vm, state = self._call_state(header, state_overrides, request.has_fees)
         hi = request.gas if request.gas is not None else min(RPC_GAS_CAP, header.gas_limit)
+        probe = self._call_transaction(vm, state, request, hi)
+        floor = probe.intrinsic_gas
+        if hasattr(state.transaction_executor_class, "calc_data_floor_gas"):  # EIP-7623 (Prague)
+            floor = max(floor, data_floor_gas(request.data))
+        price = request.gas_price if request.gas_price is not None else (request.max_fee or 0)
+        if price:
+            sender = request.sender or b"\x00" * 20
+            allowance = (state.get_balance(sender) - request.value) // price
+            if allowance < floor:
+                raise RPCError(-32000, "insufficient funds for gas * price + value")
+            hi = min(hi, allowance)
+        if hi < floor:
+            raise RPCError(-32000, f"gas required exceeds allowance ({hi})" if request.gas is None
+                           else f"intrinsic gas too low: gas {hi}, minimum needed {floor}")
         first = self.execute_call(request, header, state_overrides=state_overrides, gas=hi)
         if first.is_error:
             if isinstance(first.error, Revert):
                 raise ExecutionReverted(first.output)
             from .rpc.eth import _error_message
 
-            if hi == request.gas or type(first.error).__name__ != "OutOfGas":
-                raise RPCError(-32000, _error_message(first.error))
-            raise RPCError(-32000, f"gas required exceeds allowance ({hi})")
+            if type(first.error).__name__ == "OutOfGas":
+                raise RPCError(-32000, f"gas required exceeds allowance ({hi})")
+            raise RPCError(-32000, _error_message(first.error))
+        if self._succeeds(request, header, state_overrides, floor):
+            return floor  # a plain transfer, or a call that costs nothing beyond its intrinsic gas
         used = hi - first.get_gas_remaining()
-        lo = max(used - 1, TX_GAS - 1)
+        lo = max(used - 1, floor)
         guess = min(hi, (used + first.get_gas_refund()) * 64 // 63)
-        if guess < hi and self._succeeds(request, header, state_overrides, guess):
+        if lo < guess < hi and self._succeeds(request, header, state_overrides, guess):
             hi = guess
         while lo + 1 < hi:
             mid = (lo + hi) // 2

@@ -129,7 +129,7 @@ class TxPool:
         gas_limit = self._block_gas_limit()
         if tx.gas > gas_limit:
             raise TxPoolError(f"exceeds block gas limit: gas {tx.gas}, block gas limit {gas_limit}")
-        floor = _data_floor_gas(tx.data)
+        floor = data_floor_gas(tx.data)
         if tx.gas < floor:
             raise TxPoolError(f"insufficient gas for floor data gas cost: gas {tx.gas}, minimum needed {floor}")
         base_fee = self._base_fee()
@@ -162,7 +162,10 @@ class TxPool:
         account_txs[tx.nonce] = entry
         self._by_hash[tx_hash] = entry
         for listener in self.listeners:
-            listener(tx)
+            try:
+                listener(tx)
+            except Exception:  # the transaction is in; a broken subscriber must not say otherwise
+                log.exception("txpool listener failed")
         return tx
 
     # -- views -------------------------------------------------------------------
@@ -240,7 +243,8 @@ def _tip(tx: SignedTransactionAPI, base_fee: int) -> int:
     return min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
 
 
-def _data_floor_gas(data: bytes) -> int:
+def data_floor_gas(data: bytes) -> int:
+    """EIP-7623: the least gas a Prague transaction with this calldata may carry."""
     zeros = data.count(0)
     tokens = zeros + (len(data) - zeros) * 4
     return TX_GAS + FLOOR_COST_PER_TOKEN * tokens

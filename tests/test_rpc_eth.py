@@ -907,8 +907,6 @@ def test_call_without_fee_fields_runs_with_zero_base_fee_and_gas_price(world: Wo
     assert call_env(world, "latest", **{"from": "0x" + "77" * 20})[4:] == (0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="node.py Node.execute_call ignores gasPrice/maxFeePerGas/maxPriorityFeePerGas: "
-                                       "the call always runs with base fee 0 and gas price 0")
 def test_call_with_fee_fields_sees_the_block_base_fee_and_its_gas_price(world: World) -> None:
     base_fee = q(world.block(4)["baseFeePerGas"])
     dynamic = {"from": world.addr(0), "maxFeePerGas": hex(base_fee + 5), "maxPriorityFeePerGas": "0x2"}
@@ -971,7 +969,8 @@ def test_estimate_gas_of_a_custom_error_is_error_3_with_its_data(world: World) -
 
 def test_estimate_gas_at_an_earlier_block_uses_that_state(world: World) -> None:
     tx = {"from": world.addr(0), "to": world.probe, "input": calldata("value()")}
-    assert world.rpc("eth_estimateGas", tx, "0x0") == hex(21_000 + 4 * 16)  # no code there yet: calldata only
+    # no code there yet: calldata only, and Prague's EIP-7623 floor (21000 + 10 * 16 tokens) beats 21000 + 4 * 16
+    assert world.rpc("eth_estimateGas", tx, "0x0") == hex(21_000 + 10 * 16)
     assert q(world.rpc("eth_estimateGas", tx, "latest")) > 21_000
 
 
@@ -987,31 +986,23 @@ def test_estimate_gas_of_a_call_with_value_beyond_the_balance_is_an_error(world:
     assert error["code"] == -32000 and "insufficient funds" in error["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="node.py Node.estimate_gas answers 21000 for a transfer to a code-less "
-                                       "account without checking that the sender can pay the value")
 def test_estimate_gas_of_a_transfer_beyond_the_balance_is_an_error(world: World) -> None:
     error = error_of(world.chain, "eth_estimateGas", {"from": "0x" + "77" * 20, "to": RECIPIENT, "value": "0x1"})
     assert error["code"] == -32000 and "insufficient funds" in error["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="node.py Node.estimate_gas ignores the EIP-7623 calldata floor, which the "
-                                       "pool then enforces ('insufficient gas for floor data gas cost')")
 def test_estimate_gas_of_a_calldata_heavy_transfer_is_the_eip7623_floor(world: World) -> None:
     data = "0x" + "ab" * 1000  # 4000 tokens: floor 21000 + 10 * 4000 > 21000 + 16 * 1000
     estimate = world.rpc("eth_estimateGas", {"from": world.addr(0), "to": RECIPIENT, "input": data})
     assert estimate == hex(21_000 + 10 * 4 * 1000)
 
 
-@pytest.mark.xfail(strict=True, reason="node.py Node.execute_call builds a legacy transaction: the request's "
-                                       "accessList is ignored, so its intrinsic cost is missing from the estimate")
 def test_estimate_gas_of_a_transfer_with_an_access_list_includes_its_cost(world: World) -> None:
     access_list = [{"address": world.probe, "storageKeys": [word(0)]}]
     estimate = world.rpc("eth_estimateGas", {"from": world.addr(0), "to": RECIPIENT, "accessList": access_list})
     assert estimate == hex(21_000 + 2_400 + 1_900)
 
 
-@pytest.mark.xfail(strict=True, reason="node.py Node.execute_call ignores the request's authorizationList "
-                                       "(EIP-7702: 25000 gas per authorization)")
 def test_estimate_gas_with_an_authorization_list_includes_its_cost(world: World) -> None:
     auth = {"chainId": hex(CHAIN_ID), "address": world.probe, "nonce": "0x0", "yParity": "0x0",
             "r": "0x" + "11" * 32, "s": "0x" + "22" * 32}

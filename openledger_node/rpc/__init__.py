@@ -11,16 +11,12 @@ if TYPE_CHECKING:
 
 def register_all(dispatcher: Dispatcher, node: "Node") -> None:
     from .eth import EthAPI, NetAPI, Web3API
+    from .filters import register as register_filters
 
     dispatcher.register_namespace(EthAPI(node), "eth")
     dispatcher.register_namespace(NetAPI(node), "net")
     dispatcher.register_namespace(Web3API(), "web3")
-    try:
-        from .filters import register as register_filters
-    except ImportError:
-        register_filters = None
-    if register_filters is not None:
-        register_filters(dispatcher, node)
+    register_filters(dispatcher, node)
     # Account methods (eth_sendTransaction, eth_sign, ...), evm_mine and txpool_*: always
     # registered; without --dev (node.signer is None) the account methods answer a clear
     # -32000 "no unlocked accounts" error instead of "method not found".

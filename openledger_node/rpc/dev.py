@@ -38,8 +38,6 @@ NO_KEYS_MESSAGE = (
 )
 DEV_ONLY_MESSAGE = "{method} is only available in dev mode: start the node with --dev"
 MAX_MINE_BLOCKS = 1000
-ACCESS_LIST_ADDRESS_GAS = 2400  # EIP-2930
-ACCESS_LIST_KEY_GAS = 1900
 
 
 class UnknownAccount(ServerError):
@@ -263,12 +261,7 @@ class DevAPI:
         if request.gas is not None:
             tx["gas"] = request.gas
         else:
-            # The estimate runs without the access list: add its intrinsic cost (an upper bound,
-            # since the listed slots are then warm).
-            tx["gas"] = node.estimate_gas(request, head) + sum(
-                ACCESS_LIST_ADDRESS_GAS + ACCESS_LIST_KEY_GAS * len(item["storageKeys"])
-                for item in tx.get("accessList", ())
-            )
+            tx["gas"] = node.estimate_gas(request, head)  # the request's access list included
         return sender, tx
 
     def _sign(self, obj: Any):

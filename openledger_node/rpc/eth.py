@@ -66,10 +66,56 @@ class CallRequest:
             raise InvalidParams('both "data" and "input" are set and not equal. Please use "input" to pass transaction call data')
         raw = inp if inp is not None else data
         self.data = parse_data(raw, name="input") if raw is not None else b""
-        self.access_list = obj.get("accessList") or []
+        self.access_list = parse_access_list(obj.get("accessList"))
         self.chain_id = _opt(obj, "chainId", parse_quantity)
         self.type = _opt(obj, "type", parse_quantity)
-        self.authorization_list = obj.get("authorizationList")
+        self.authorization_list = parse_authorization_list(obj.get("authorizationList"))
+
+    @property
+    def has_fees(self) -> bool:
+        """Whether the caller priced the call (then the base fee and balance apply, as geth)."""
+        return self.gas_price is not None or self.max_fee is not None or self.max_tip is not None
+
+
+def parse_access_list(value: Any) -> tuple[tuple[bytes, tuple[int, ...]], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidParams("invalid accessList: expected an array")
+    out = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise InvalidParams("invalid accessList entry: expected an object")
+        keys = entry.get("storageKeys") or []
+        if not isinstance(keys, list):
+            raise InvalidParams("invalid accessList storageKeys: expected an array")
+        out.append((
+            parse_address(entry.get("address"), name="accessList address"),
+            tuple(int.from_bytes(parse_hash(k, name="storage key"), "big") for k in keys),
+        ))
+    return tuple(out)
+
+
+def parse_authorization_list(value: Any) -> list[dict[str, Any]] | None:
+    """EIP-7702 authorization tuples, as py-evm's ``Authorization`` fields."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidParams("invalid authorizationList: expected an array")
+    out = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise InvalidParams("invalid authorization: expected an object")
+        parity = entry.get("yParity", entry.get("v"))
+        out.append({
+            "chain_id": parse_quantity(entry.get("chainId"), name="authorization chainId"),
+            "address": parse_address(entry.get("address"), name="authorization address"),
+            "nonce": parse_quantity(entry.get("nonce"), name="authorization nonce", max_value=2**64 - 1),
+            "y_parity": parse_quantity(parity, name="authorization yParity"),
+            "r": parse_quantity(entry.get("r"), name="authorization r"),
+            "s": parse_quantity(entry.get("s"), name="authorization s"),
+        })
+    return out
 
 
 class EthAPI:
