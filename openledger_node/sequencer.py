@@ -14,6 +14,9 @@ from .txpool import TxPool
 
 log = logging.getLogger("openledger.sequencer")
 
+COALESCE_STEP_SECONDS = 0.002
+COALESCE_MAX_SECONDS = 0.05
+
 
 def next_base_fee_after(header) -> int:
     """Base fee of a block built on ``header`` (EIP-1559); 0 before London."""
@@ -80,30 +83,41 @@ class Sequencer:
                 log.exception("block listener failed")
         return sealed
 
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless asked to stop; returns False when stopping."""
+        try:
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+        return not self._stopping
+
+    async def _gather(self) -> None:
+        """On-demand mode: while transactions keep arriving, let them in before sealing
+        (a few ms), so a burst becomes one block rather than one block per request."""
+        deadline = time.monotonic() + COALESCE_MAX_SECONDS
+        seen = -1
+        while len(self.pool) != seen and time.monotonic() < deadline:
+            seen = len(self.pool)
+            await asyncio.sleep(COALESCE_STEP_SECONDS)
+
     async def run(self) -> None:
         if not self.mining:
             return
         if self.block_time > 0:
-            next_at = time.monotonic()
-            while not self._stopping:
-                next_at += self.block_time
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    try:  # wakes early only to stop
-                        await asyncio.wait_for(self._stop_requested.wait(), delay)
-                    except asyncio.TimeoutError:
-                        pass
-                    if self._stopping:
-                        break
-                else:
-                    next_at = time.monotonic()  # fell behind: do not try to catch up in a burst
+            next_at = time.monotonic() + self.block_time
+            while await self._sleep(max(0.0, next_at - time.monotonic())):
                 self.seal()
-                await asyncio.sleep(0)
+                # The next block is due one interval after this one was due, or, if sealing
+                # overran the interval, one interval from now (no burst of near-empty blocks).
+                next_at = max(next_at + self.block_time, time.monotonic() + self.block_time)
         else:
             while not self._stopping:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._stopping or not self.has_ready():
+                if self._stopping:
+                    break
+                await self._gather()
+                if not self.has_ready():
                     continue
                 sealed = self.seal()
                 await asyncio.sleep(0)  # let RPC handlers run between blocks

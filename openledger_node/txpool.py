@@ -22,6 +22,7 @@ MAX_TX_BYTES = 128 * 1024  # geth's txMaxSize
 PRICE_BUMP_PERCENT = 10
 TX_GAS = 21_000
 FLOOR_COST_PER_TOKEN = 10  # EIP-7623
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 class TxPoolError(Exception):
@@ -110,9 +111,14 @@ class TxPool:
         if tx.chain_id != self.chain_id:
             raise TxPoolError(f"invalid chain id: have {tx.chain_id}, want {self.chain_id}")
         try:
-            tx.check_signature_validity()
-            sender = tx.sender
-        except (ValidationError, Exception):
+            tx.validate()  # field ranges, including EIP-2's low s
+        except ValidationError as exc:
+            raise TxPoolError(f"invalid transaction: {exc}") from None
+        if not (0 < tx.r < SECP256K1_N and 0 < tx.s <= SECP256K1_N // 2):
+            raise TxPoolError("invalid transaction v, r, s values")
+        try:
+            sender = tx.sender  # one signature recovery, cached on the transaction
+        except Exception:  # eth_keys BadSignature, ValidationError
             raise TxPoolError("invalid sender: invalid transaction v, r, s values") from None
         if type_id == 4 and not getattr(tx, "authorization_list", None):
             raise TxPoolError("EIP-7702 transaction with empty auth list")

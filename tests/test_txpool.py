@@ -169,3 +169,18 @@ def test_a_sender_whose_transaction_fails_in_the_block_is_skipped_for_the_rest(c
                                coinbase=b"\x00" * 20)
     assert [tx.nonce for tx in sealed.block.transactions] == [0]
     assert [tx.nonce for tx, _ in sealed.rejected] == [1]
+
+
+def test_high_s_signatures_are_refused_as_geth_does(chain):
+    """EIP-2: s must be in the lower half of the curve order, for every transaction type."""
+    import rlp
+
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    raw = signed(KEY0, 0)
+    fields = rlp.decode(raw[1:])
+    fields[-3] = b"\x01" if fields[-3] in (b"", b"\x00") else b""  # flip y parity
+    fields[-1] = (n - int.from_bytes(fields[-1], "big")).to_bytes(32, "big")  # s -> n - s
+    malleated = raw[:1] + rlp.encode(fields)
+    pool = make_pool(chain)
+    with pytest.raises(TxPoolError, match="invalid transaction v, r, s values"):
+        pool.add_raw(malleated)
