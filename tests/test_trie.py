@@ -3,17 +3,39 @@ from __future__ import annotations
 
 import random
 
-from eth.db.trie import _make_trie_root_and_nodes as py_trie_root_and_nodes
+import rlp
+from eth.constants import BLANK_ROOT_HASH
 from hypothesis import given, settings
+from trie import HexaryTrie
 from hypothesis import strategies as st
 
 from openledger_node.chain.trie import ordered_trie_root
+
+
+def py_trie_root_and_nodes(items: tuple[bytes, ...]) -> tuple[bytes, dict[bytes, bytes]]:
+    """The reference: py-trie's HexaryTrie, one insert per item (as py-evm did)."""
+    nodes: dict[bytes, bytes] = {}
+    trie = HexaryTrie(nodes, BLANK_ROOT_HASH)
+    with trie.squash_changes() as memory_trie:
+        for index, item in enumerate(items):
+            memory_trie[rlp.encode(index)] = item
+    return trie.root_hash, nodes
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=120), max_size=300))
 def test_ordered_trie_matches_py_trie(items):
     assert ordered_trie_root(items) == py_trie_root_and_nodes(tuple(items))
+
+
+def test_py_evm_builds_block_tries_with_the_ordered_trie():
+    import eth.db.trie
+
+    import openledger_node.chain.vm  # noqa: F401  (installs it)
+
+    items = (b"\x01" * 40, b"\x02" * 40)
+    assert eth.db.trie._make_trie_root_and_nodes(items) == py_trie_root_and_nodes(items)
+    assert eth.db.trie._make_trie_root_and_nodes.__module__ == "openledger_node.chain.trie"
 
 
 def test_ordered_trie_matches_py_trie_on_block_sized_inputs():

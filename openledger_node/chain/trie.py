@@ -6,10 +6,12 @@ path to the root each time; for a block of a thousand transactions that is most 
 the time spent sealing it.  Here the whole key set is known up front, so the trie
 is built bottom-up over the sorted keys (as geth's StackTrie does): every node is
 encoded and hashed once.  The root and the node set are the same as py-trie's
-(``tests/test_trie.py`` checks this on random inputs).
+(``tests/test_trie.py`` checks this on random inputs).  ``use_in_py_evm`` puts it
+in place of py-trie's for these tries; the state trie is untouched.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import rlp
@@ -76,6 +78,15 @@ def ordered_trie_root(encoded_items: Sequence[bytes]) -> tuple[bytes, dict[bytes
     return root, nodes
 
 
-def make_trie_root_and_nodes(items) -> tuple[bytes, dict[bytes, bytes]]:
-    """Drop-in for ``eth.db.trie.make_trie_root_and_nodes`` (items with ``.encode()``)."""
-    return ordered_trie_root([item.encode() for item in items])
+@functools.lru_cache(128)
+def _cached_ordered_trie_root(encoded_items: tuple[bytes, ...]) -> tuple[bytes, dict[bytes, bytes]]:
+    return ordered_trie_root(encoded_items)
+
+
+def use_in_py_evm() -> None:
+    """Make py-evm build these tries this way everywhere (block building, validation,
+    import), keeping its small cache so a root computed while building is reused when
+    the block is validated.  py-evm looks the function up at call time."""
+    import eth.db.trie
+
+    eth.db.trie._make_trie_root_and_nodes = _cached_ordered_trie_root

@@ -28,7 +28,9 @@ from eth.vm.forks import (
 )
 from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_REQUEST_TYPE
 
-from .trie import make_trie_root_and_nodes
+from .trie import use_in_py_evm
+
+use_in_py_evm()
 
 # (fork name, py-evm VM) in activation order.  Geth genesis keys map onto these.
 FORKS = (
@@ -52,7 +54,6 @@ FORKS = (
 )
 
 
-
 def _shallow_copy(self, *args, **kwargs):
     """Blocks, headers, transactions and withdrawals are immutable: reuse the fields that
     are not replaced instead of rlp.Serializable's deep copy (~4 per sealed block)."""
@@ -61,28 +62,7 @@ def _shallow_copy(self, *args, **kwargs):
     return type(self)(**{name: fields.get(name, getattr(self, name)) for name in self._meta.field_names})
 
 
-class _OpenLedgerVM:
-    """What the node changes in every fork's VM: speed only, never a rule."""
-
-    def set_block_transactions_and_withdrawals(self, base_block, new_header, transactions, receipts,
-                                               withdrawals=None):
-        # py-evm's method with the ordered-trie root (same root, same nodes; see trie.py).
-        tx_root, tx_nodes = make_trie_root_and_nodes(transactions)
-        self.chaindb.persist_trie_data_dict(tx_nodes)
-        receipt_root, receipt_nodes = make_trie_root_and_nodes(receipts)
-        self.chaindb.persist_trie_data_dict(receipt_nodes)
-        block_fields = {"transactions": transactions}
-        header_fields = {"transaction_root": tx_root, "receipt_root": receipt_root}
-        if withdrawals:
-            withdrawals_root, withdrawal_nodes = make_trie_root_and_nodes(withdrawals)
-            self.chaindb.persist_trie_data_dict(withdrawal_nodes)
-            block_fields["withdrawals"] = withdrawals
-            header_fields["withdrawals_root"] = withdrawals_root
-        block_fields["header"] = new_header.copy(**header_fields)
-        return base_block.copy(**block_fields)
-
-
-class _PragueVM(_OpenLedgerVM):
+class _PragueVM:
     def process_deposit_request_data(self, block):
         # EIP-6110 deposit requests come from logs of the deposit contract.  With no code
         # at its address no such log exists, so skip re-reading every receipt of the block
@@ -96,8 +76,8 @@ class _PragueVM(_OpenLedgerVM):
 def _node_vm(name: str, vm):
     block_class = vm.get_block_class()
     fast_block = type(block_class.__name__, (block_class,), {"copy": _shallow_copy})
-    mixin = _PragueVM if name == "prague" else _OpenLedgerVM
-    return type(f"OpenLedger{vm.__name__}", (mixin, vm), {"block_class": fast_block})
+    bases = (_PragueVM, vm) if name == "prague" else (vm,)
+    return type(f"OpenLedger{vm.__name__}", bases, {"block_class": fast_block})
 
 
 VM_BY_FORK = {name: _node_vm(name, vm) for name, vm in FORKS}
