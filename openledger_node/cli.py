@@ -45,6 +45,24 @@ def load_config(path: Optional[Path]) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in section.items()}
 
 
+# Config keys and the types their TOML values must have (flags are typed by typer already).
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "datadir": (str, Path), "http_host": (str,), "http_port": (int,), "block_time": (int, float),
+    "dev": (bool,), "mining": (bool,), "max_body_bytes": (int,), "max_batch": (int,), "sync_writes": (bool,),
+}
+
+
+def check_types(settings: dict[str, Any]) -> None:
+    for key, value in settings.items():
+        types = _CONFIG_TYPES.get(key)
+        if types is None:
+            continue
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            wanted = " or ".join("a path" if t is Path else {"str": "a string", "int": "an integer",
+                                 "float": "a number", "bool": "true or false"}[t.__name__] for t in types)
+            fail(f"config key {key} must be {wanted}, not {value!r}")
+
+
 @app.command()
 def init(
     genesis: Path = typer.Option(..., "--genesis", help="genesis JSON file (geth format)"),
@@ -94,16 +112,23 @@ def run(
     unknown = sorted(set(settings) - known)
     if unknown:
         fail(f"unknown config keys: {', '.join(unknown)}")
+    check_types(settings)
     settings["datadir"] = Path(settings["datadir"])
-    if float(settings.get("block_time", 2.0)) < 0:
+    if settings.get("block_time", 2.0) < 0:
         fail("--block-time must be 0 or more")
+    if not 0 <= settings.get("http_port", 8545) <= 65535:
+        fail(f"--http-port must be between 0 and 65535, not {settings['http_port']}")
     cfg = NodeConfig(**settings)
     try:
         node = Node(cfg)
     except (DatadirError, StoreLockedError) as exc:
         fail(str(exc))
 
+    started = False
+
     def ready(n: Node) -> None:
+        nonlocal started
+        started = True
         log.info("JSON-RPC listening on %s (chain id %d)", n.rpc.url, n.blockchain.chain_id)
         if n.signer is not None:
             log.info("dev mode: %d unlocked accounts, see README", len(n.signer.addresses()))
@@ -113,6 +138,11 @@ def run(
     except PortInUseError as exc:
         node.blockchain.close()
         fail(f"{exc.strerror}: choose another --http-port")
+    except OSError as exc:  # binding the RPC socket: no such address, no permission, unknown host
+        if started:
+            raise
+        node.blockchain.close()
+        fail(f"cannot listen on {cfg.http_host}:{cfg.http_port}: {exc.strerror or exc}")
 
 
 @app.command()
