@@ -24,6 +24,9 @@ fi
 lock=$(sha256sum package-lock.json | cut -c1-16)
 if [ "$(cat node_modules/.openledger-installed 2>/dev/null)" != "$lock" ]; then
   echo "setup: installing npm packages" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  # Not `npm ci`: the lock file holds only the linux-x64 builds of anvil/cast (the registry
+  # reachable here has no others), which `npm ci` reads as out of sync; this installs
+  # exactly the locked versions and leaves package.json and the lock file untouched.
+  npm install --no-audit --no-fund --no-save --loglevel=error
   echo "$lock" > node_modules/.openledger-installed
 fi
