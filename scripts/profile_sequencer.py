@@ -11,9 +11,6 @@ Uses the same pre-signed transactions as ``scripts/bench_sequencer.py``.
          the RPC block cache).
   rpc    The JSON-RPC dispatcher in-process (no HTTP): Dispatcher.handle_bytes with
          eth_sendRawTransaction bodies, and handle_bytes for a trivial method.
-  whatif The same blocks built as today and with proposed fixes patched in, in this
-         process only (ordered-trie roots, no receipt re-read in Prague post-processing,
-         shallow block copies); checks that block hashes do not change.
   spy    A real ``openledger-node run`` under the bench load with py-spy sampling it
          (``pip install py-spy``); writes a speedscope profile and prints a summary of
          where the samples fall.
@@ -182,7 +179,7 @@ def profile_build(wl: bench.Workload, args: argparse.Namespace) -> None:
         timers.wrap(vm_base, "make_trie_root_and_nodes", "  make_trie_root_and_nodes (tx/receipt tries)")
         timers.wrap(ChainDB, "persist_trie_data_dict", "  ChainDB.persist_trie_data_dict")
         timers.wrap(vm_class, "block_postprocessing", "VM.block_postprocessing")
-        timers.wrap(vm_class, "process_deposit_request_data", "  process_deposit_request_data (re-reads receipts)")
+        timers.wrap(vm_class, "process_deposit_request_data", "  process_deposit_request_data")
         timers.wrap(vm_class, "compute_requests_hash", "  compute_requests_hash (block copy)")
         timers.wrap(vm_class, "mine_block", "VM.mine_block")
         timers.wrap(vm_class, "finalize_block", "  VM.finalize_block")
@@ -191,7 +188,7 @@ def profile_build(wl: bench.Workload, args: argparse.Namespace) -> None:
         timers.wrap(ChainDB, "persist_block", "ChainDB.persist_block")
         timers.wrap(type(chain.store), "commit", "LevelStore.commit (WriteBatch, fsync)")
         block_class = vm_class.get_block_class()
-        timers.wrap(block_class, "copy", " (across phases) Block.copy: deep-copies every tx")
+        timers.wrap(block_class, "copy", " (across phases) Block.copy")
         timers.wrap(dict(block_class._meta.fields)["header"], "copy", " (across phases) BlockHeader.copy")
         for workload in args.workloads:
             raws = _ordered(wl.txs[workload])
@@ -239,166 +236,6 @@ def profile_build(wl: bench.Workload, args: argparse.Namespace) -> None:
                 print(f"    cProfile -> {prof_path}")
         timers.restore()
         chain.close()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------- whatif
-
-
-def _hex_prefix(nibbles: tuple[int, ...], leaf: bool) -> bytes:
-    flag = 2 if leaf else 0
-    nibbles = ((flag + 1,) + nibbles) if len(nibbles) % 2 else ((flag, 0) + nibbles)
-    return bytes(nibbles[i] * 16 + nibbles[i + 1] for i in range(0, len(nibbles), 2))
-
-
-def ordered_trie_root(encoded_items):
-    """Root and {hash: node} of the trie {rlp(i): item_i}, each node encoded and hashed
-    once (bottom-up over the sorted keys, like geth's StackTrie), instead of inserting
-    item by item into py-trie's HexaryTrie.  Same root and same node set."""
-    import rlp
-    from eth.constants import BLANK_ROOT_HASH
-    from eth_hash.auto import keccak
-
-    if not encoded_items:
-        return BLANK_ROOT_HASH, {}
-    db: dict[bytes, bytes] = {}
-    pairs = sorted(
-        (tuple(n for b in rlp.encode(i) for n in (b >> 4, b & 15)), item) for i, item in enumerate(encoded_items)
-    )
-
-    def ref(node):
-        enc = rlp.encode(node)
-        if len(enc) < 32:
-            return node
-        digest = keccak(enc)
-        db[digest] = enc
-        return digest
-
-    def build(lo: int, hi: int, d: int):
-        if hi - lo == 1:
-            key, value = pairs[lo]
-            return [_hex_prefix(key[d:], True), value]
-        first, last = pairs[lo][0], pairs[hi - 1][0]
-        common = 0
-        while d + common < min(len(first), len(last)) and first[d + common] == last[d + common]:
-            common += 1
-        if common:
-            return [_hex_prefix(first[d:d + common], False), ref(build(lo, hi, d + common))]
-        branch: list = [b""] * 17
-        i = lo
-        if len(pairs[i][0]) == d:
-            branch[16] = pairs[i][1]
-            i += 1
-        while i < hi:
-            nibble, j = pairs[i][0][d], i
-            while j < hi and pairs[j][0][d] == nibble:
-                j += 1
-            branch[nibble] = ref(build(i, j, d + 1))
-            i = j
-        return branch
-
-    encoded = rlp.encode(build(0, len(pairs), 0))
-    root = keccak(encoded)
-    db[root] = encoded
-    return root, db
-
-
-def apply_whatif(timers: Timers, which: set[str]) -> None:
-    """Proposed changes, applied as in-process patches for measurement only."""
-    import eth.vm.base as vm_base
-    from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_REQUEST_TYPE
-
-    from openledger_node.chain.vm import VM_BY_FORK
-
-    vm_class = VM_BY_FORK["prague"]
-    if "trie" in which:
-        original_trie = vm_base.make_trie_root_and_nodes
-
-        def fast_trie(items):
-            return ordered_trie_root(tuple(item.encode() for item in items))
-
-        timers._patched.append((vm_base, "make_trie_root_and_nodes", original_trie))
-        vm_base.make_trie_root_and_nodes = fast_trie
-    if "deposits" in which:
-        original_deposits = vm_class.process_deposit_request_data
-
-        def deposits_without_reread(self, block):
-            # no code at the deposit contract address: no deposit logs can exist
-            if not self.state.get_code(DEPOSIT_CONTRACT_ADDRESS):
-                block.block_requests.append(DEPOSIT_REQUEST_TYPE)
-                return
-            original_deposits(self, block)
-
-        timers._patched.append((vm_class, "process_deposit_request_data", _MISSING))
-        vm_class.process_deposit_request_data = deposits_without_reread
-    if "copy" in which:
-        block_class = vm_class.get_block_class()
-        names = [name for name, _ in block_class._meta.fields]
-
-        def shallow_copy(self, *args, **kwargs):
-            # txs, headers and withdrawals are immutable: no need to deep-copy them
-            fields = dict(zip(names, args))
-            fields.update(kwargs)
-            return block_class(**{name: fields[name] if name in fields else getattr(self, name) for name in names})
-
-        timers._patched.append((block_class, "copy", _MISSING))
-        block_class.copy = shallow_copy
-
-
-def profile_whatif(wl: bench.Workload, args: argparse.Namespace) -> None:
-    from openledger_node.chain.chain import Blockchain
-    from openledger_node.chain.genesis import load_genesis
-
-    print("\n== whatif: build_block as today vs with proposed fixes patched in (same blocks, hashes compared) ==")
-    variants = [("today", set()), ("+ordered trie", {"trie"}), ("+no receipt re-read", {"deposits"}),
-                ("+shallow block copy", {"copy"}), ("all three", {"trie", "deposits", "copy"})]
-    tmp = Path(tempfile.mkdtemp(prefix="prof-whatif-"))
-    try:
-        results: dict[str, dict[str, list[float]]] = {w: {v: [] for v, _ in variants} for w in args.workloads}
-        hashes: dict[str, list[bytes]] = {}
-        for rep in range(args.repeat):
-            for name, which in variants:
-                datadir = tmp / f"{rep}-{name.replace(' ', '_')}"
-                Blockchain.init(datadir, load_genesis(bench.GENESIS)).close()
-                chain = Blockchain.open(datadir, sync=not args.no_sync)
-                timers = Timers()
-                apply_whatif(timers, which)
-                try:
-                    ts = [chain.head.timestamp]
-                    coinbase = chain.genesis.treasury or b"\0" * 20
-
-                    def build(txs):
-                        ts[0] += 1
-                        return chain.build_block(iter(txs), timestamp=ts[0], coinbase=coinbase)
-
-                    build([chain.decode_transaction(r) for r in wl.setup])
-                    made = []
-                    for workload in args.workloads:
-                        txs = [chain.decode_transaction(r) for r in _ordered(wl.txs[workload])]
-                        for tx in txs:
-                            tx.sender  # noqa: B018  recovered at admission in the node
-                        _fresh_caches()
-                        t = clock()
-                        for block in _chunks(txs):
-                            sealed = build(block)
-                            made.append(sealed.block.hash)
-                        results[workload][name].append(len(txs) / (clock() - t))
-                    if name in hashes or hashes:
-                        reference = next(iter(hashes.values()))
-                        if made != reference:
-                            raise RuntimeError(f"{name}: block hashes differ from the unpatched build")
-                    hashes[name] = made
-                finally:
-                    timers.restore()
-                    chain.close()
-        for workload in args.workloads:
-            base = max(results[workload]["today"])
-            for name, _ in variants:
-                best = max(results[workload][name])
-                print(f"  {workload:6} {name:22} best of {args.repeat}: {best:7,.0f} tx/s sealed (CPU time) "
-                      f"= {1e6 / best:6.0f} us/tx   x{best / base:4.2f}")
-        print("  block hashes identical in every variant: yes")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -691,7 +528,7 @@ def summarize_collapsed(path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("modes", nargs="+", choices=("build", "pool", "rpc", "spy", "whatif"))
+    ap.add_argument("modes", nargs="+", choices=("build", "pool", "rpc", "spy"))
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--accounts", type=int, default=8)
     ap.add_argument("--recipients", type=int, default=64)
@@ -702,7 +539,6 @@ def main() -> None:
     ap.add_argument("--cprofile", help="directory for cProfile dumps")
     ap.add_argument("--out", default="/tmp/profile_sequencer", help="py-spy output directory")
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
-    ap.add_argument("--repeat", type=int, default=2, help="whatif: rounds (best is shown)")
     args = ap.parse_args()
     args.workloads = [w for w in args.workloads.split(",") if w]
     if args.cprofile:
@@ -711,8 +547,7 @@ def main() -> None:
     wl = bench.build_workload(args.n, args.accounts, args.recipients, args.workloads)
     print(f"pre-signed in {time.perf_counter() - t:.1f}s; load average {os.getloadavg()}")
     for mode in args.modes:
-        {"build": profile_build, "pool": profile_pool, "rpc": profile_rpc, "spy": profile_spy,
-         "whatif": profile_whatif}[mode](wl, args)
+        {"build": profile_build, "pool": profile_pool, "rpc": profile_rpc, "spy": profile_spy}[mode](wl, args)
 
 
 if __name__ == "__main__":
