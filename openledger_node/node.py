@@ -14,6 +14,7 @@ from eth.exceptions import Revert
 from eth_utils import ValidationError
 
 from .chain.chain import Blockchain
+from .metrics import NodeMetrics
 from .rpc.encoding import parse_address, parse_data, parse_quantity
 from .rpc.jsonrpc import Dispatcher, ExecutionReverted, InvalidParams, RPCError
 from .rpc.server import RPCServer
@@ -67,7 +68,10 @@ class Node:
             from .devkeys import DEV_ACCOUNTS
 
             self.signer = DevSigner([key for _, key in DEV_ACCOUNTS])
-        self.dispatcher = Dispatcher(max_batch=config.max_batch, max_body_bytes=config.max_body_bytes)
+        self.metrics = NodeMetrics(self)
+        self.sequencer.listeners.append(self.metrics.on_block)
+        self.dispatcher = Dispatcher(max_batch=config.max_batch, max_body_bytes=config.max_body_bytes,
+                                     on_call=self.metrics.on_call)
         from .rpc import register_all
 
         register_all(self.dispatcher, self)
@@ -238,9 +242,18 @@ class Node:
 
 
 def _app_for(node: Node):
+    from fastapi.responses import Response
+
+    from .metrics import CONTENT_TYPE
     from .rpc.server import create_app
 
-    return create_app(node.dispatcher, max_body_bytes=node.config.max_body_bytes)
+    app = create_app(node.dispatcher, max_body_bytes=node.config.max_body_bytes)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(node.metrics.render(), media_type=CONTENT_TYPE)
+
+    return app
 
 
 def _validation_message(message: str) -> str:
