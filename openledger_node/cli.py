@@ -155,6 +155,43 @@ def run(
         fail(f"cannot listen on {cfg.http_host}:{cfg.http_port}: {exc.strerror or exc}")
 
 
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="RLP chain file: blocks one after another, as `geth export` writes them"),
+    datadir: Path = typer.Option(..., "--datadir", help="chain directory made by `init`"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only the summary line"),
+) -> None:
+    """Validate, execute and store every block of FILE (as `geth import`; proof-of-work seals are not checked)."""
+    from .chain.chain import Blockchain, DatadirError
+    from .chain.importer import ImportError_, import_file
+    from .chain.store import StoreLockedError
+
+    try:
+        chain = Blockchain.open(datadir)
+    except (DatadirError, StoreLockedError) as exc:
+        fail(str(exc))
+
+    def progress(summary, block) -> None:
+        if not quiet:
+            typer.echo(f"imported block {block.number} 0x{block.hash.hex()} "
+                       f"({len(block.transactions)} txs, {block.header.gas_used} gas)")
+
+    try:
+        summary = import_file(chain, file, progress=progress)
+    except OSError as exc:
+        chain.close()
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    except ImportError_ as exc:
+        head = chain.head
+        chain.close()
+        typer.echo(f"imported {exc.imported} blocks before the error; head is block {head.block_number}", err=True)
+        fail(str(exc))
+    chain.close()
+    typer.echo(f"import done: {summary.imported} blocks imported, {summary.skipped} already present, "
+               f"{summary.transactions} txs, {summary.gas} gas in {summary.seconds:.2f}s; "
+               f"head block {summary.head_number} 0x{summary.head_hash.hex()}")
+
+
 @app.command()
 def version() -> None:
     """Print the node's version."""

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI
 from eth.chains.base import Chain
+from eth.consensus.noproof import NoProofConsensus
 from eth.db.chain import ChainDB
 from eth.exceptions import HeaderNotFound
 from eth.vm.chain_context import ChainContext
@@ -34,6 +35,8 @@ class _ForkChain(Chain):
 
     chaindb_class = ChainDB
     vm_configuration = ((0, VM_BY_FORK["frontier"]),)  # unused: forks come from ``schedule``
+    check_seals = True  # False while importing a chain file whose proof-of-work seals are fake
+    _importing: BlockHeaderAPI | None = None
 
     def __init__(self, base_db, *, chain_id: int, schedule: tuple) -> None:
         # Instance attributes rather than a class per chain: classes made at run time
@@ -57,14 +60,29 @@ class _ForkChain(Chain):
 
     def get_vm(self, at_header: BlockHeaderAPI | None = None):
         header = self.ensure_header(at_header)
-        return self.get_vm_class(header)(
+        vm = self.get_vm_class(header)(
             header=header,
             chaindb=self.chaindb,
             chain_context=ChainContext(self.chain_id),
             consensus_context=self.consensus_context,
         )
+        if not self.check_seals:
+            vm.consensus_class = NoProofConsensus  # only the seal: header and body rules still apply
+        return vm
+
+    def import_block(self, block: BlockAPI, perform_validation: bool = True):
+        # py-evm builds the header to import onto without the block's timestamp; remember
+        # it, so that a timestamp-activated fork picks the right VM.
+        self._importing = block.header
+        try:
+            return super().import_block(block, perform_validation)
+        finally:
+            self._importing = None
 
     def create_header_from_parent(self, parent_header: BlockHeaderAPI, **params):
+        importing = self._importing
+        if "timestamp" not in params and importing is not None and importing.parent_hash == parent_header.hash:
+            params["timestamp"] = importing.timestamp
         timestamp = params.get("timestamp", parent_header.timestamp + 1)
         vm_class = self.vm_class_for(parent_header.block_number + 1, timestamp)
         return vm_class.create_header_from_parent(parent_header, **params)
@@ -270,15 +288,24 @@ class Blockchain:
         return SealedBlock(sealed, tuple(receipts), tuple(computations), tuple(rejected),
                            time.perf_counter() - started)
 
-    def import_block(self, block: BlockAPI) -> BlockAPI:
-        """Fully validate and persist a block built elsewhere (import, replay)."""
+    def import_block(self, block: BlockAPI, *, check_seal: bool = True) -> BlockAPI:
+        """Fully validate and persist a block built elsewhere (import, replay).
+
+        ``check_seal=False`` skips only the proof-of-work seal check (chain files such as
+        the execution-apis suite's carry fake pre-merge seals, as ``geth import`` allows)."""
+        self.chain.check_seals = check_seal
         try:
             result = self.chain.import_block(block)
             self.store.commit()
         except BaseException:
             self.store.discard()
             raise
+        finally:
+            self.chain.check_seals = True
         return result.imported_block
+
+    def block_class_for(self, number: int, timestamp: int):
+        return self.chain.vm_class_for(number, timestamp).get_block_class()
 
 
 def genesis_hash(blockchain: Blockchain) -> str:

@@ -77,7 +77,9 @@ def _node_vm(name: str, vm):
     block_class = vm.get_block_class()
     fast_block = type(block_class.__name__, (block_class,), {"copy": _shallow_copy})
     bases = (_PragueVM, vm) if name == "prague" else (vm,)
-    return type(f"OpenLedger{vm.__name__}", bases, {"block_class": fast_block})
+    # No DAO fork (a mainnet-only irregular state change; geth genesis files without
+    # daoForkBlock have none): py-evm's Homestead family refuses to run unconfigured.
+    return type(f"OpenLedger{vm.__name__}", bases, {"block_class": fast_block, "support_dao_fork": False})
 
 
 VM_BY_FORK = {name: _node_vm(name, vm) for name, vm in FORKS}

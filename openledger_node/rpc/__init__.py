@@ -17,6 +17,9 @@ def register_all(dispatcher: Dispatcher, node: "Node") -> None:
     dispatcher.register_namespace(NetAPI(node), "net")
     dispatcher.register_namespace(Web3API(), "web3")
     register_filters(dispatcher, node)
+    from .debug import register as register_debug
+
+    register_debug(dispatcher, node)
     # Account methods (eth_sendTransaction, eth_sign, ...), evm_mine and txpool_*: always
     # registered; without --dev (node.signer is None) the account methods answer a clear
     # -32000 "no unlocked accounts" error instead of "method not found".

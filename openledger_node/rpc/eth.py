@@ -261,6 +261,15 @@ class EthAPI:
         state = self.node.state_at(self.reader.state_header(parse_block_tag(block)))
         return to_data(state.get_storage(address, key).to_bytes(32, "big"))
 
+    def getProof(self, address: Any, storage_keys: Any, block: Any) -> dict:
+        from .proof import account_proof
+
+        address = parse_address(address)
+        if not isinstance(storage_keys, list):
+            raise InvalidParams("invalid storage keys: expected an array")
+        header = self.reader.state_header(parse_block_tag(block))
+        return account_proof(self.node.blockchain.store, header.state_root, address, storage_keys)
+
     # -- execution -------------------------------------------------------------------------
     def call(self, tx: Any, block: Any = "latest", state_overrides: Any = None, block_overrides: Any = None) -> str:
         request = CallRequest(tx)
@@ -272,6 +281,13 @@ class EthAPI:
         request = CallRequest(tx)
         header = self.reader.state_header(parse_block_tag(block))
         return to_quantity(self.node.estimate_gas(request, header, state_overrides=state_overrides))
+
+    def createAccessList(self, tx: Any, block: Any = "latest") -> dict:
+        from .access_list import create_access_list
+
+        request = CallRequest(tx)
+        header = self.reader.state_header(parse_block_tag(block))
+        return create_access_list(self.node, request, header)
 
     # -- fees ------------------------------------------------------------------------------
     def gasPrice(self) -> str:

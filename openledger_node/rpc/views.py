@@ -17,6 +17,7 @@ from .encoding import BlockRef, to_data, to_quantity
 from .jsonrpc import ServerError
 
 _CACHE_BLOCKS = 256
+BLOB_GAS_PER_BLOB = 2**17  # EIP-4844
 
 
 def _addr(value: bytes | None) -> str | None:
@@ -54,6 +55,8 @@ def transaction_json(
     if type_id not in (None, 1):
         out["maxFeePerGas"] = to_quantity(tx.max_fee_per_gas)
         out["maxPriorityFeePerGas"] = to_quantity(tx.max_priority_fee_per_gas)
+    if type_id == 3:
+        out["maxFeePerBlobGas"] = to_quantity(tx.max_fee_per_blob_gas)
     out.update(
         {
             "hash": to_data(tx.hash),
@@ -70,6 +73,8 @@ def transaction_json(
         out["chainId"] = to_quantity(tx.chain_id)
     elif tx.chain_id is not None:
         out["chainId"] = to_quantity(tx.chain_id)
+    if type_id == 3:
+        out["blobVersionedHashes"] = [to_data(h) for h in tx.blob_versioned_hashes]
     if type_id == 4:
         out["authorizationList"] = [
             {
@@ -195,6 +200,11 @@ class BlockData:
                     "type": to_quantity(type_id or 0),
                 }
             )
+            if type_id == 3:  # EIP-4844: blob gas, at the block's blob base fee
+                from .eth import _blob_base_fee
+
+                out[-1]["blobGasUsed"] = to_quantity(BLOB_GAS_PER_BLOB * len(tx.blob_versioned_hashes))
+                out[-1]["blobGasPrice"] = to_quantity(_blob_base_fee(header))
             if len(receipt.state_root) == 32:  # pre-Byzantium receipts carry a state root
                 out[-1].pop("status")
                 out[-1]["root"] = to_data(receipt.state_root)
