@@ -15,10 +15,14 @@ from eth.abc import SignedTransactionAPI
 from eth.exceptions import UnrecognizedTransactionType
 from eth_utils import ValidationError
 
+from .blobs import BlobError, split_network_form, verify_sidecar
+
 log = logging.getLogger("openledger.txpool")
 
-SUPPORTED_TYPES = (None, 1, 2, 4)  # legacy (EIP-155), EIP-2930, EIP-1559, EIP-7702
+SUPPORTED_TYPES = (None, 1, 2, 3, 4)  # legacy (EIP-155), EIP-2930, EIP-1559, EIP-4844, EIP-7702
 MAX_TX_BYTES = 128 * 1024  # geth's txMaxSize
+MAX_BLOB_TX_BYTES = 1024 * 1024  # geth's blob pool txMaxSize (with the sidecar)
+GAS_PER_BLOB = 2**17
 PRICE_BUMP_PERCENT = 10
 TX_GAS = 21_000
 FLOOR_COST_PER_TOKEN = 10  # EIP-7623
@@ -85,18 +89,36 @@ class TxPool:
 
     # -- admission ----------------------------------------------------------------
     def add_raw(self, raw: bytes) -> SignedTransactionAPI:
-        if len(raw) > self.limits.max_tx_bytes:
-            raise TxPoolError(f"oversized data: transaction size {len(raw)}, limit {self.limits.max_tx_bytes}")
+        blob = raw[:1] == b"\x03"
+        limit = MAX_BLOB_TX_BYTES if blob else self.limits.max_tx_bytes
+        if len(raw) > limit:
+            raise TxPoolError(f"oversized data: transaction size {len(raw)}, limit {limit}")
         if not raw:
             raise TxPoolError("typed transaction too short")
-        if raw[0] == 3:
-            raise TxPoolError("transaction type not supported: blob transactions are not accepted on this L2")
+        sidecar = None
+        if blob:  # EIP-4844: the network form carries blobs, commitments and proofs
+            try:
+                parts = split_network_form(raw)
+            except BlobError as exc:
+                raise TxPoolError(str(exc)) from None
+            if parts is None:
+                raise TxPoolError("missing sidecar in blob transaction")
+            raw, *sidecar = parts
+            if len(raw) > self.limits.max_tx_bytes:
+                raise TxPoolError(f"oversized data: transaction size {len(raw)}, limit {self.limits.max_tx_bytes}")
         try:
             tx = self._decode(raw)
         except UnrecognizedTransactionType:
             raise TxPoolError("transaction type not supported") from None
         except Exception as exc:  # rlp.DecodingError, ValidationError, ...
             raise TxPoolError(f"rlp: invalid transaction encoding: {exc}") from None
+        if sidecar is not None:
+            if tx.to == b"":
+                raise TxPoolError("blob transaction of type create")
+            try:
+                verify_sidecar(tx.blob_versioned_hashes, *sidecar)
+            except BlobError as exc:
+                raise TxPoolError(str(exc)) from None
         return self.add(tx)
 
     def add(self, tx: SignedTransactionAPI) -> SignedTransactionAPI:
@@ -120,6 +142,10 @@ class TxPool:
             sender = tx.sender  # one signature recovery, cached on the transaction
         except Exception:  # eth_keys BadSignature, ValidationError
             raise TxPoolError("invalid sender: invalid transaction v, r, s values") from None
+        if type_id == 3 and not tx.blob_versioned_hashes:
+            raise TxPoolError("blobless blob transaction")
+        if type_id == 3 and tx.to == b"":
+            raise TxPoolError("blob transaction of type create")
         if type_id == 4 and not getattr(tx, "authorization_list", None):
             raise TxPoolError("EIP-7702 transaction with empty auth list")
         if type_id == 4 and tx.to == b"":
@@ -147,6 +173,8 @@ class TxPool:
         if tx.nonce < state_nonce:
             raise TxPoolError(f"nonce too low: address {_hex(sender)}, tx: {tx.nonce} state: {state_nonce}")
         cost = tx.gas * max_fee + tx.value
+        if type_id == 3:  # blob gas is paid up front too
+            cost += GAS_PER_BLOB * len(tx.blob_versioned_hashes) * tx.max_fee_per_blob_gas
         if balance < cost:
             raise TxPoolError(
                 f"insufficient funds for gas * price + value: address {_hex(sender)} have {balance} want {cost}"

@@ -115,7 +115,7 @@ def test_a_sender_cannot_hold_more_than_its_share(chain):
         (lambda: signed(KEY0, 0, gas=31_000_000), "exceeds block gas limit"),
         (lambda: signed(KEY0, 0, gas=40_000, data=b"\x01" * 1000), "floor data gas"),
         (lambda: b"\x02\xc0", "invalid transaction encoding"),
-        (lambda: b"\x03" + b"\x00" * 10, "blob transactions are not accepted"),
+        (lambda: b"\x03" + b"\x00" * 10, "invalid transaction encoding"),
         (lambda: b"\x7f\x00", "transaction type not supported"),
         (lambda: b"\x01" * (129 * 1024), "oversized data"),
     ],
@@ -184,3 +184,84 @@ def test_high_s_signatures_are_refused_as_geth_does(chain):
     pool = make_pool(chain)
     with pytest.raises(TxPoolError, match="invalid transaction v, r, s values"):
         pool.add_raw(malleated)
+
+
+# -- EIP-4844 blob transactions ----------------------------------------------------------
+
+
+def _blob(seed: int) -> bytes:
+    # 4096 field elements, each below the BLS modulus (first byte 0)
+    return b"".join(b"\x00" + bytes([seed, i % 256]) * 15 + b"\x01" for i in range(4096))
+
+
+def blob_tx(key: str, nonce: int, blobs: list[bytes], *, blob_fee: int = 10, tamper=None) -> tuple[bytes, bytes]:
+    """(network form with the sidecar, the bare transaction) of a signed blob transaction."""
+    import ckzg
+    import rlp
+
+    from openledger_node.blobs import _trusted_setup, kzg_to_versioned_hash
+
+    setup = _trusted_setup()
+    commitments = [bytes(ckzg.blob_to_kzg_commitment(b, setup)) for b in blobs]
+    proofs = [bytes(ckzg.compute_blob_kzg_proof(b, c, setup)) for b, c in zip(blobs, commitments)]
+    tx = {"type": 3, "chainId": CHAIN_ID, "nonce": nonce, "to": RECIPIENT, "value": 1, "gas": 21_000,
+          "maxFeePerGas": 3 * 10**9, "maxPriorityFeePerGas": 1, "maxFeePerBlobGas": blob_fee,
+          "blobVersionedHashes": [kzg_to_versioned_hash(c) for c in commitments]}
+    bare = bytes(Account.sign_transaction(tx, key).raw_transaction)
+    sidecar = [list(blobs), commitments, proofs]
+    if tamper is not None:
+        tamper(sidecar)
+    return b"\x03" + rlp.encode([rlp.decode(bare[1:]), *sidecar]), bare
+
+
+def test_blob_transaction_with_its_sidecar_is_admitted_and_sealed(chain):
+    from eth_hash.auto import keccak
+
+    pool = make_pool(chain)
+    raw, bare = blob_tx(KEY0, 0, [_blob(1), _blob(2)])
+    tx = pool.add_raw(raw)
+    assert tx.hash == keccak(bare) and pool.get(tx.hash) is not None  # the hash of the bare transaction
+    sealed = chain.build_block(pool.candidates(next_base_fee(chain)), timestamp=chain.head.timestamp + 1,
+                               coinbase=b"\x00" * 20)
+    assert [t.hash for t in sealed.block.transactions] == [tx.hash]
+    assert sealed.block.header.blob_gas_used == 2 * 2**17
+    assert chain.block(chain.head).transactions[0].encode() == bare  # blocks hold the bare transaction
+
+
+def test_a_block_holds_at_most_nine_blobs(chain):
+    pool = make_pool(chain)
+    blob = _blob(7)
+    for nonce in range(4):  # 3 blobs each: 12 in all
+        pool.add_raw(blob_tx(KEY0, nonce, [blob, blob, blob])[0])
+    first = chain.build_block(pool.candidates(next_base_fee(chain)), timestamp=chain.head.timestamp + 1,
+                              coinbase=b"\x00" * 20)
+    assert len(first.block.transactions) == 3 and first.block.header.blob_gas_used == 9 * 2**17
+    pool.remove_stale()
+    second = chain.build_block(pool.candidates(next_base_fee(chain)), timestamp=chain.head.timestamp + 1,
+                               coinbase=b"\x00" * 20)
+    assert len(second.block.transactions) == 1 and second.block.header.blob_gas_used == 3 * 2**17
+
+
+def _swap_blob(sidecar) -> None:
+    sidecar[0][0] = _blob(9)
+
+
+def _drop_proof(sidecar) -> None:
+    sidecar[2].pop()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: blob_tx(KEY0, 0, [_blob(1)])[1], "missing sidecar in blob transaction"),
+        (lambda: blob_tx(KEY0, 0, [_blob(1)], tamper=_swap_blob)[0], "invalid blob proof"),
+        (lambda: blob_tx(KEY0, 0, [_blob(1), _blob(2)], tamper=_drop_proof)[0], "mismatched commitments or proofs"),
+        (lambda: blob_tx(KEY0, 0, [_blob(1)], blob_fee=10**40)[0], "insufficient funds"),
+    ],
+    ids=["no-sidecar", "wrong-blob", "missing-proof", "cannot-pay-blob-gas"],
+)
+def test_blob_transactions_with_a_bad_sidecar_are_refused(chain, make, message):
+    pool = make_pool(chain)
+    with pytest.raises(TxPoolError, match=message):
+        pool.add_raw(make())
+    assert len(pool) == 0

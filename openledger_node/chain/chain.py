@@ -38,11 +38,12 @@ class _ForkChain(Chain):
     check_seals = True  # False while importing a chain file whose proof-of-work seals are fake
     _importing: BlockHeaderAPI | None = None
 
-    def __init__(self, base_db, *, chain_id: int, schedule: tuple) -> None:
+    def __init__(self, base_db, *, chain_id: int, schedule: tuple, deposit_contract: bytes | None = None) -> None:
         # Instance attributes rather than a class per chain: classes made at run time
         # end up in reference cycles that Python tears down noisily at exit.
         self.chain_id = chain_id
         self.schedule = schedule
+        self.deposit_contract = deposit_contract
         super().__init__(base_db)
 
     def vm_class_for(self, number: int, timestamp: int):
@@ -68,6 +69,8 @@ class _ForkChain(Chain):
         )
         if not self.check_seals:
             vm.consensus_class = NoProofConsensus  # only the seal: header and body rules still apply
+        if self.deposit_contract is not None:
+            vm.deposit_contract_address = self.deposit_contract  # read by Prague's request processing
         return vm
 
     def import_block(self, block: BlockAPI, perform_validation: bool = True):
@@ -103,7 +106,8 @@ class Blockchain:
     def __init__(self, store: LevelStore, genesis: Genesis) -> None:
         self.store = store
         self.genesis = genesis
-        self.chain = _ForkChain(store, chain_id=genesis.chain_id, schedule=genesis.forks)
+        self.chain = _ForkChain(store, chain_id=genesis.chain_id, schedule=genesis.forks,
+                                deposit_contract=genesis.deposit_contract)
         self.chaindb = self.chain.chaindb
 
     # -- opening ---------------------------------------------------------------------
@@ -257,8 +261,11 @@ class Blockchain:
             running = header
             gen = iter(candidates)
             skip_sender = getattr(gen, "send", None)  # TxPool.candidates: skip the rest of a sender
+            max_blob_gas = _max_blob_gas(header)
             for tx in gen:
-                if running.gas_used + tx.gas > header.gas_limit:
+                blob_gas = _blob_gas(tx)
+                if running.gas_used + tx.gas > header.gas_limit or (
+                        blob_gas and running.blob_gas_used + blob_gas > max_blob_gas):
                     if skip_sender:
                         skip_sender(False)  # does not fit in what is left of this block
                     continue
@@ -272,6 +279,8 @@ class Blockchain:
                         skip_sender(False)
                     continue
                 running = vm.add_receipt_to_header(running, receipt)
+                if blob_gas:
+                    running = vm.increment_blob_gas_used(running, tx)
                 included.append(tx)
                 receipts.append(receipt)
                 computations.append(computation)
@@ -306,6 +315,22 @@ class Blockchain:
 
     def block_class_for(self, number: int, timestamp: int):
         return self.chain.vm_class_for(number, timestamp).get_block_class()
+
+
+def _blob_gas(tx: SignedTransactionAPI) -> int:
+    """EIP-4844 blob gas of a transaction (0 for every other type)."""
+    return 2**17 * len(tx.blob_versioned_hashes) if getattr(tx, "type_id", None) == 3 else 0
+
+
+def _max_blob_gas(header: BlockHeaderAPI) -> int:
+    """Blob gas a block may hold: 0 before Cancun, 6 blobs in Cancun, 9 in Prague (EIP-7691)."""
+    if not hasattr(header, "blob_gas_used"):
+        return 0
+    if hasattr(header, "requests_hash"):
+        from eth.vm.forks.prague.constants import MAX_BLOB_GAS_PER_BLOCK
+    else:
+        from eth.vm.forks.cancun.constants import MAX_BLOB_GAS_PER_BLOCK
+    return MAX_BLOB_GAS_PER_BLOCK
 
 
 def genesis_hash(blockchain: Blockchain) -> str:

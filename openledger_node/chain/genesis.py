@@ -41,6 +41,15 @@ _TIME_KEYS = (
 )
 
 
+# Forks after Prague, and what py-evm fixes for each blob-carrying fork (EIP-4844,
+# EIP-7691): a genesis may restate these values but not change them.
+_UNSUPPORTED_TIME_KEYS = ("osakaTime", "bpo1Time", "bpo2Time", "bpo3Time", "bpo4Time", "bpo5Time", "verkleTime")
+_BLOB_SCHEDULE = {
+    "cancun": {"target": 3, "max": 6, "baseFeeUpdateFraction": 3338477},
+    "prague": {"target": 6, "max": 9, "baseFeeUpdateFraction": 5007716},
+}
+
+
 class GenesisError(ValueError):
     """The genesis file cannot be used; the message says why in one line."""
 
@@ -60,6 +69,8 @@ class Genesis:
     alloc: dict[bytes, dict[str, Any]]  # py-evm genesis state
     treasury: bytes | None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    # EIP-6110 deposit contract (config.depositContractAddress); None: py-evm's, mainnet's
+    deposit_contract: bytes | None = None
 
     @property
     def canonical_json(self) -> bytes:
@@ -112,6 +123,14 @@ def parse_genesis(doc: Any) -> Genesis:
         if config.get(key) is not None:
             forks[fork] = ForkActivation(fork, time=_int(config[key], f"config.{key}"))
     schedule = tuple(sorted(forks.values(), key=lambda f: FORK_ORDER.index(f.fork)))
+    for key in _UNSUPPORTED_TIME_KEYS:
+        if config.get(key) is not None:
+            raise GenesisError(f"config.{key}: fork {key.removesuffix('Time')} is not supported (Prague is the last)")
+    if config.get("daoForkSupport") and config.get("daoForkBlock") is not None:
+        raise GenesisError("config.daoForkBlock: the DAO fork's irregular state change is not supported")
+    _check_blob_schedule(config.get("blobSchedule"), forks)
+    deposit = config.get("depositContractAddress")
+    deposit_contract = _bytes(deposit, "config.depositContractAddress", 20) if deposit is not None else None
 
     alloc_doc = doc.get("alloc", {})
     if not isinstance(alloc_doc, dict):
@@ -168,7 +187,25 @@ def parse_genesis(doc: Any) -> Genesis:
         alloc=alloc,
         treasury=to_canonical_address(treasury) if treasury else None,
         raw=doc,
+        deposit_contract=deposit_contract,
     )
+
+
+def _check_blob_schedule(schedule: Any, forks: dict[str, ForkActivation]) -> None:
+    if schedule is None:
+        return
+    if not isinstance(schedule, dict):
+        raise GenesisError("config.blobSchedule must be an object")
+    for fork, params in schedule.items():
+        if fork not in _BLOB_SCHEDULE:
+            if fork in forks:
+                raise GenesisError(f"config.blobSchedule.{fork}: not a blob fork")
+            continue  # a later fork this chain does not schedule
+        if not isinstance(params, dict):
+            raise GenesisError(f"config.blobSchedule.{fork} must be an object")
+        for key, fixed in _BLOB_SCHEDULE[fork].items():
+            if key in params and _int(params[key], f"config.blobSchedule.{fork}.{key}") != fixed:
+                raise GenesisError(f"config.blobSchedule.{fork}.{key}: only {fixed} is supported (the {fork} rules)")
 
 
 def _at_least(fork: str, other: str) -> bool:

@@ -26,7 +26,11 @@ from eth.vm.forks import (
     SpuriousDragonVM,
     TangerineWhistleVM,
 )
-from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_REQUEST_TYPE
+from eth.vm.forks.prague.constants import (
+    DEPOSIT_CONTRACT_ADDRESS,
+    DEPOSIT_EVENT_SIGNATURE_HASH,
+    DEPOSIT_REQUEST_TYPE,
+)
 
 from .trie import use_in_py_evm
 
@@ -63,14 +67,29 @@ def _shallow_copy(self, *args, **kwargs):
 
 
 class _PragueVM:
+    # The chain's deposit contract (geth genesis: config.depositContractAddress); the
+    # chain sets it per VM instance.  py-evm's own code uses mainnet's, a constant.
+    deposit_contract_address = DEPOSIT_CONTRACT_ADDRESS
+
     def process_deposit_request_data(self, block):
         # EIP-6110 deposit requests come from logs of the deposit contract.  With no code
         # at its address no such log exists, so skip re-reading every receipt of the block
         # from the receipt trie (the request list is the same: the empty deposit request).
-        if not self.state.get_code(DEPOSIT_CONTRACT_ADDRESS):
+        address = self.deposit_contract_address
+        if not self.state.get_code(address):
             block.block_requests.append(DEPOSIT_REQUEST_TYPE)
             return
-        super().process_deposit_request_data(block)
+        if address == DEPOSIT_CONTRACT_ADDRESS:
+            super().process_deposit_request_data(block)
+            return
+        data = b""  # py-evm's loop, for this chain's address
+        for receipt in block.get_receipts(self.chaindb):
+            for log in receipt.logs:
+                if log.address == address and log.topics and \
+                        log.topics[0].to_bytes(32, "big") == DEPOSIT_EVENT_SIGNATURE_HASH:
+                    data += (log.data[192:240] + log.data[288:320] + log.data[352:360]
+                             + log.data[416:512] + log.data[544:552])
+        block.block_requests.append(DEPOSIT_REQUEST_TYPE + data)
 
 
 def _node_vm(name: str, vm):
