@@ -170,7 +170,7 @@ def test_subset_is_what_the_readme_says() -> None:
     """The vendored subset is non-trivial and covers the forks the node runs."""
     forks = {c.fork for c in STATE_CASES}
     assert {"Cancun", "Prague"} <= forks, forks
-    assert len(STATE_CASES) >= 40 and len(BLOCKCHAIN_CASES) >= 1
+    assert len(STATE_CASES) >= 40 and len(BLOCKCHAIN_CASES) >= 2
     names = {c.path for c in STATE_CASES}
     assert "eest-v4.3.0/state_tests/frontier/precompiles/precompile_absence.json" in names
 
@@ -197,3 +197,62 @@ def test_node_and_stock_agree_on_a_sample(tmp_path: Path) -> None:
     stock = runner.stock_outcome_in_subprocess("state", state_case.path, state_case.name, state_case.fork,
                                                state_case.index)
     assert stock == node.__dict__
+
+
+def _fixture_header(header) -> dict[str, str]:
+    """A py-evm header as a blockchain-test ``blockHeader`` / ``genesisBlockHeader``."""
+    names = {
+        "parent_hash": "parentHash", "uncles_hash": "uncleHash", "coinbase": "coinbase", "state_root": "stateRoot",
+        "transaction_root": "transactionsTrie", "receipt_root": "receiptTrie", "bloom": "bloom",
+        "difficulty": "difficulty", "block_number": "number", "gas_limit": "gasLimit", "gas_used": "gasUsed",
+        "timestamp": "timestamp", "extra_data": "extraData", "mix_hash": "mixHash", "nonce": "nonce",
+        "base_fee_per_gas": "baseFeePerGas", "withdrawals_root": "withdrawalsRoot", "blob_gas_used": "blobGasUsed",
+        "excess_blob_gas": "excessBlobGas", "parent_beacon_block_root": "parentBeaconBlockRoot",
+        "requests_hash": "requestsHash",
+    }
+    out = {}
+    for field in type(header)._meta.field_names:
+        value = getattr(header, field)
+        if field == "bloom":
+            out[names[field]] = "0x" + value.to_bytes(256, "big").hex()
+        elif isinstance(value, int):
+            out[names[field]] = hex(value)
+        else:
+            out[names[field]] = "0x" + bytes(value).hex()
+    out["hash"] = "0x" + header.hash.hex()
+    return out
+
+
+def test_prague_block_built_by_the_node_is_the_block_stock_py_evm_builds(tmp_path: Path) -> None:
+    """A Prague block sealed by the node (no deposit contract, so its EIP-6110 shortcut,
+    ordered-trie roots and shallow copies all apply) is accepted as is by stock py-evm
+    importing it from the same genesis, with the same hash: the node's speed-ups build
+    the block py-evm itself would build."""
+    source = _load("eest-v4.3.0/state_tests/frontier/precompiles/precompile_absence.json",
+                   "tests/frontier/precompiles/test_precompile_absence.py::test_precompile_absence"
+                   "[fork_Prague-state_test-31_bytes]")
+    genesis_doc = {
+        "config": {"chainId": 1, **{key: 0 for key in _GETH_KEYS.values()}, "eip155Block": 0,
+                   "terminalTotalDifficulty": 0, "terminalTotalDifficultyPassed": True},
+        "alloc": source["pre"], "gasLimit": "0x1c9c380", "baseFeePerGas": "0x7", "timestamp": "0x0",
+    }
+    chain = Blockchain.init(tmp_path / "data", parse_genesis(genesis_doc))
+    try:
+        raw_tx = bytes.fromhex(source["post"]["Prague"][0]["txbytes"][2:])
+        sealed = chain.build_block([chain.decode_transaction(raw_tx)], timestamp=12, coinbase=b"\x2a" * 20)
+        assert len(sealed.block.transactions) == 1 and not sealed.rejected
+        genesis = chain.header_by_number(0)
+        fixture = {
+            "network": "Prague",
+            "genesisBlockHeader": _fixture_header(genesis),
+            "pre": source["pre"],
+            "blocks": [{"rlp": "0x" + rlp.encode(sealed.block).hex()}],
+            "lastblockhash": "0x" + sealed.block.hash.hex(),
+        }
+    finally:
+        chain.close()
+    path = tmp_path / "node_built_block.json"
+    path.write_text(json.dumps({"node_built_block": fixture}))
+    stock = runner.stock_outcome_in_subprocess("blockchain", str(path), "node_built_block")
+    assert stock == {"genesis_hash": "0x" + genesis.hash.hex(), "blocks": [fixture["lastblockhash"]],
+                     "head_hash": fixture["lastblockhash"]}, stock
