@@ -5,6 +5,9 @@ HTTP status policy: JSON-RPC results *and* JSON-RPC errors are HTTP 200, except
   * only notifications           -> 204 with an empty body,
   * unknown path / HTTP method   -> 404 / 405 with a -32600 error body.
 Nothing is ever answered with a bare 500: unexpected exceptions become a -32603 body.
+
+WebSocket JSON-RPC (and ``eth_subscribe``) is served on the same port, as an upgrade of
+``/`` or ``/ws`` (see ``rpc.subscriptions``).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import time
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Dispatcher
+from .subscriptions import WebSocketLimits, serve_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +48,14 @@ def create_app(
     *,
     max_body_bytes: int | None = None,
     cors_origins: list[str] | None = None,
+    ws_limits: WebSocketLimits | None = None,
 ) -> FastAPI:
-    """Build the ASGI app: ``POST /`` (JSON-RPC), ``GET /health``.
+    """Build the ASGI app: ``POST /`` (JSON-RPC), ``GET /health``, WebSocket JSON-RPC on
+    ``/`` and ``/ws``.
 
     ``max_body_bytes`` defaults to ``dispatcher.max_body_bytes`` (5 MiB by default);
-    ``cors_origins`` defaults to ``["*"]``.
+    ``cors_origins`` defaults to ``["*"]`` and also bounds WebSocket origins;
+    ``ws_limits`` (per-connection outgoing queue) is kept, mutable, as ``app.state.ws_limits``.
     """
     cap = dispatcher.max_body_bytes if max_body_bytes is None else max_body_bytes
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -76,6 +83,15 @@ def create_app(
         if out is None:
             return Response(status_code=204)
         return Response(out, media_type="application/json")
+
+    app.state.ws_limits = ws_limits if ws_limits is not None else WebSocketLimits()
+    ws_origins = cors_origins if cors_origins is not None else ["*"]
+
+    async def websocket_rpc(websocket: WebSocket) -> None:
+        await serve_websocket(websocket, dispatcher, app.state.ws_limits, allowed_origins=ws_origins)
+
+    app.add_api_websocket_route("/", websocket_rpc)
+    app.add_api_websocket_route("/ws", websocket_rpc)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
