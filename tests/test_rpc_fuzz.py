@@ -67,10 +67,13 @@ def node(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
     finally:
         stop_node(running, thread)
         line = f"RPC fuzz: {SENT['requests']} inputs sent"
+        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(line)
-        print(line)
+        if capture is not None and reporter is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line("\n" + line)
+        else:
+            print(line)
 
 
 def _call(client: httpx.Client, url: str, method: str, *params: Any) -> Any:
