@@ -17,6 +17,9 @@ def register_all(dispatcher: Dispatcher, node: "Node") -> None:
     dispatcher.register_namespace(NetAPI(node), "net")
     dispatcher.register_namespace(Web3API(), "web3")
     register_filters(dispatcher, node)
+    from .trace import register as register_trace  # debug_trace*: struct logger, callTracer
+
+    register_trace(dispatcher, node)
     from .subscriptions import register as register_subscriptions
 
     register_subscriptions(dispatcher, node)  # eth_subscribe / eth_unsubscribe (WebSocket)
