@@ -105,6 +105,7 @@ class Node:
         state = vm.build_state(vm.chaindb.db, context_header, vm.chain_context, vm.previous_hashes)
         if overrides is not None:
             apply_state_overrides(state, overrides)
+            state.lock_changes()  # overridden values count as the slots' original values (EIP-2200 gas)
         return vm, state
 
     def _call_transaction(self, vm, state, request, gas: int):
