@@ -289,6 +289,11 @@ class EthAPI:
         header = self.reader.state_header(parse_block_tag(block))
         return create_access_list(self.node, request, header)
 
+    def simulateV1(self, options: Any, block: Any = "latest") -> list:
+        from .simulate import simulate_v1
+
+        return simulate_v1(self.node, options, block)
+
     # -- fees ------------------------------------------------------------------------------
     def gasPrice(self) -> str:
         return to_quantity(self.node.next_base_fee() + self._suggested_tip())
