@@ -32,6 +32,14 @@ def _trusted_setup():
     return ckzg.load_trusted_setup(path, 0)
 
 
+def use_in_py_evm() -> None:
+    """py-evm's point-evaluation precompile (0x0a) reloads the KZG trusted setup on every
+    call (~4 s): a 50,000-gas call could stall the sequencer.  Hand it the setup loaded once."""
+    import eth.precompiles.point_evaluation as point_evaluation
+
+    point_evaluation.load_trusted_setup = lambda _path, _precompute: _trusted_setup()
+
+
 def kzg_to_versioned_hash(commitment: bytes) -> bytes:
     return VERSIONED_HASH_VERSION_KZG + hashlib.sha256(commitment).digest()[1:]
 

@@ -32,9 +32,11 @@ from eth.vm.forks.prague.constants import (
     DEPOSIT_REQUEST_TYPE,
 )
 
-from .trie import use_in_py_evm
+from .. import blobs
+from . import trie
 
-use_in_py_evm()
+trie.use_in_py_evm()  # same roots, built faster
+blobs.use_in_py_evm()  # the KZG setup loaded once, not per 0x0a call
 
 # (fork name, py-evm VM) in activation order.  Geth genesis keys map onto these.
 FORKS = (
