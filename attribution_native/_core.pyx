@@ -1,8 +1,8 @@
 # cython: language_level=3, cdivision=True, initializedcheck=False
 """Hot paths of attribution v1 (docs/attribution.md), in Cython.
 
-Bit-packed arrays, longest matches and maximal spans over a suffix array, MinHash
-signatures. openledger_node/attribution/reference.py holds the pure-Python reference
+Tokenization, bit-packed arrays, longest matches and maximal spans over a suffix array,
+MinHash signatures. openledger_node/attribution/reference.py holds the pure-Python reference
 of each function; tests/test_attribution_native.py checks that the two agree.
 
 Bounds checks are off in the inner loops: every index there is derived from arrays
@@ -12,7 +12,9 @@ the suffix array, matches that run into the end of the text, unknown tokens).
 """
 
 cimport cython
-from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp
 
 import numpy as np
 
@@ -213,6 +215,11 @@ cdef extern from *:
     """
     void OL_PREFETCH(const void* addr) noexcept nogil
 
+
+# A hash-table probe longer than this (only crafted collisions make one) gives up: the
+# tables then compute (TokenTable) or search (dense_text) the id afresh, so the work stays
+# linear in the input.
+DEF MAX_PROBES = 64
 
 # Searches kept in flight at once: each waits on a cache miss (a suffix-array row, then
 # the text at that row) while the others proceed, so misses overlap instead of queueing.
@@ -446,3 +453,294 @@ def bucket_starts(const uint64_t[::1] tok_words, unsigned tok_width, uint64_t n,
     if bad:
         raise ValueError(f"token {t} at {i} exceeds the vocabulary of {vocab}")
     return out
+
+
+# -- the text of an index ------------------------------------------------------------------
+
+
+cdef inline bint find_slot(
+    const uint32_t* keys, const uint8_t* used, uint64_t mask, uint32_t key, uint64_t* slot
+) noexcept nogil:
+    """Probe for ``key``: True with its slot, or False with the first free slot (slot ==
+    mask + 1 when the probe gave up after MAX_PROBES)."""
+    cdef uint64_t at = mix64(key) & mask, probes = 0
+    while used[at]:
+        if keys[at] == key:
+            slot[0] = at
+            return True
+        at = (at + 1) & mask
+        probes += 1
+        if probes >= MAX_PROBES:
+            slot[0] = mask + 1
+            return False
+    slot[0] = at
+    return False
+
+
+cdef class IdTable:
+    """Set of 32-bit token ids with a dense id for each: open addressing, at most half
+    full; an id whose probe runs past MAX_PROBES is left out (``missing`` lists those)."""
+
+    cdef object keys_arr, used_arr, values_arr
+    cdef uint32_t* keys
+    cdef uint8_t* used
+    cdef uint32_t* values
+    cdef uint64_t mask
+    cdef uint64_t count
+    cdef public list missing
+
+    def __cinit__(self, uint64_t capacity):
+        self.missing = []
+        self.allocate(capacity)
+
+    cdef allocate(self, uint64_t capacity):
+        self.keys_arr = np.zeros(capacity, dtype=np.uint32)
+        self.used_arr = np.zeros(capacity, dtype=np.uint8)
+        self.values_arr = np.zeros(capacity, dtype=np.uint32)
+        cdef uint32_t[::1] k = self.keys_arr
+        cdef uint8_t[::1] u = self.used_arr
+        cdef uint32_t[::1] v = self.values_arr
+        self.keys = &k[0]
+        self.used = &u[0]
+        self.values = &v[0]
+        self.mask = capacity - 1
+        self.count = 0
+
+    cdef add(self, uint32_t key):
+        cdef uint64_t slot, i
+        if find_slot(self.keys, self.used, self.mask, key, &slot):
+            return
+        if slot > self.mask:
+            self.missing.append(key)
+            return
+        if 2 * (self.count + 1) > self.mask + 1:
+            old_keys = self.keys_arr[self.used_arr.astype(bool)]
+            self.allocate(2 * (self.mask + 1))
+            for i in range(len(old_keys)):
+                self.add(old_keys[i])
+            self.add(key)
+            return
+        self.keys[slot] = key
+        self.used[slot] = 1
+        self.count += 1
+
+    def distinct(self):
+        return np.unique(np.concatenate([self.keys_arr[self.used_arr.astype(bool)], np.array(self.missing, dtype=np.uint32)]))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def dense_text(const uint32_t[::1] hashes, const int64_t[::1] offsets):
+    """(vocab, text) of an index: ``vocab`` the sorted distinct token ids (uint32), and
+    ``text`` each contribution ``hashes[offsets[c]:offsets[c+1]]`` in dense ids (1 + rank
+    in vocab) followed by a separator 0 (uint32, len(hashes) + contributions long).
+
+    Token ids go through a hash table (placed by mix64, compared exactly); an id whose probe
+    runs past MAX_PROBES (only crafted collisions do that) is looked up in ``vocab`` by
+    binary search instead, so the work stays bounded.
+    """
+    cdef Py_ssize_t m = offsets.shape[0] - 1, total = hashes.shape[0], c, i, lo, hi, mid
+    if m < 0 or offsets[0] != 0 or offsets[m] != total:
+        raise ValueError("offsets do not span the hashes")
+    for c in range(m):
+        if offsets[c + 1] < offsets[c]:
+            raise ValueError("offsets decrease")
+    cdef IdTable table = IdTable(1 << 16)
+    for i in range(total):
+        table.add(hashes[i])
+    vocab = table.distinct()
+    cdef const uint32_t[::1] vocab_view = vocab
+    cdef Py_ssize_t vocab_size = vocab.shape[0]
+    cdef uint64_t slot
+    for i in range(vocab_size):
+        if find_slot(table.keys, table.used, table.mask, vocab_view[i], &slot):
+            table.values[slot] = <uint32_t>(i + 1)
+    text_arr = np.zeros(total + m, dtype=np.uint32)
+    cdef uint32_t[::1] text = text_arr
+    cdef uint32_t h
+    with nogil:
+        for c in range(m):
+            for i in range(offsets[c], offsets[c + 1]):
+                h = hashes[i]
+                if find_slot(table.keys, table.used, table.mask, h, &slot):
+                    text[i + c] = table.values[slot]
+                else:
+                    lo = 0
+                    hi = vocab_size
+                    while hi - lo > 1:
+                        mid = lo + (hi - lo) // 2
+                        if vocab_view[mid] <= h:
+                            lo = mid
+                        else:
+                            hi = mid
+                    text[i + c] = <uint32_t>(lo + 1)
+    return vocab, text_arr
+
+
+# -- tokenization -------------------------------------------------------------------------
+
+
+
+cdef inline bint is_word_byte(unsigned char c) noexcept nogil:
+    return (c >= 0x30 and c <= 0x39) or (c >= 0x61 and c <= 0x7A) or (c >= 0x41 and c <= 0x5A)
+
+
+cdef class TokenTable:
+    """The tokenizer of attribution v1 (openledger_node/attribution/tokens.py has the rule
+    as a regular expression) with a cache of token ids: token bytes -> ``hasher(token)``,
+    in an open-addressing table whose keys are compared byte for byte (the FNV-1a hash
+    only places them). ``hasher`` is called once per distinct token."""
+
+    cdef uint64_t* keys
+    cdef int64_t* offsets
+    cdef uint32_t* lengths
+    cdef uint32_t* values
+    cdef uint64_t capacity
+    cdef uint64_t count
+    cdef unsigned char* arena
+    cdef uint64_t arena_used
+    cdef uint64_t arena_capacity
+    cdef object hasher
+
+    def __cinit__(self, hasher, uint64_t capacity=4096):
+        self.hasher = hasher
+        self.capacity = 16
+        while self.capacity < 2 * capacity:
+            self.capacity *= 2
+        self.keys = <uint64_t*>malloc(self.capacity * sizeof(uint64_t))
+        self.offsets = <int64_t*>malloc(self.capacity * sizeof(int64_t))
+        self.lengths = <uint32_t*>malloc(self.capacity * sizeof(uint32_t))
+        self.values = <uint32_t*>malloc(self.capacity * sizeof(uint32_t))
+        self.arena_capacity = 1 << 16
+        self.arena = <unsigned char*>malloc(self.arena_capacity)
+        if not (self.keys and self.offsets and self.lengths and self.values and self.arena):
+            raise MemoryError()
+        for i in range(self.capacity):
+            self.offsets[i] = -1
+        self.count = 0
+        self.arena_used = 0
+
+    def __dealloc__(self):
+        free(self.keys)
+        free(self.offsets)
+        free(self.lengths)
+        free(self.values)
+        free(self.arena)
+
+    def __len__(self):
+        return self.count
+
+    cdef int reserve(self, uint64_t extra) except -1:
+        """Room for ``extra`` more bytes at the end of the arena."""
+        cdef uint64_t want = self.arena_used + extra
+        cdef unsigned char* grown
+        if want <= self.arena_capacity:
+            return 0
+        while self.arena_capacity < want:
+            self.arena_capacity *= 2
+        grown = <unsigned char*>realloc(self.arena, self.arena_capacity)
+        if grown == NULL:
+            raise MemoryError()
+        self.arena = grown
+        return 0
+
+    cdef int grow(self) except -1:
+        cdef uint64_t old_capacity = self.capacity, i, slot, probes
+        cdef uint64_t* old_keys = self.keys
+        cdef int64_t* old_offsets = self.offsets
+        cdef uint32_t* old_lengths = self.lengths
+        cdef uint32_t* old_values = self.values
+        self.capacity = old_capacity * 2
+        self.keys = <uint64_t*>malloc(self.capacity * sizeof(uint64_t))
+        self.offsets = <int64_t*>malloc(self.capacity * sizeof(int64_t))
+        self.lengths = <uint32_t*>malloc(self.capacity * sizeof(uint32_t))
+        self.values = <uint32_t*>malloc(self.capacity * sizeof(uint32_t))
+        if not (self.keys and self.offsets and self.lengths and self.values):
+            raise MemoryError()
+        for i in range(self.capacity):
+            self.offsets[i] = -1
+        self.count = 0
+        for i in range(old_capacity):
+            if old_offsets[i] >= 0:
+                slot = mix64(old_keys[i]) & (self.capacity - 1)
+                probes = 0
+                while self.offsets[slot] >= 0 and probes < MAX_PROBES:
+                    slot = (slot + 1) & (self.capacity - 1)
+                    probes += 1
+                if probes < MAX_PROBES:
+                    self.keys[slot] = old_keys[i]
+                    self.offsets[slot] = old_offsets[i]
+                    self.lengths[slot] = old_lengths[i]
+                    self.values[slot] = old_values[i]
+                    self.count += 1
+        free(old_keys)
+        free(old_offsets)
+        free(old_lengths)
+        free(old_values)
+        return 0
+
+    cdef uint32_t token_id(self, uint64_t length) except? 0xFFFFFFFF:
+        """The id of the token written at the arena's end (``length`` bytes, lower-cased);
+        kept there if new, else dropped."""
+        cdef const unsigned char* token = self.arena + self.arena_used
+        cdef uint64_t h = 0xCBF29CE484222325ULL, i, slot, probes = 0
+        cdef uint32_t value
+        for i in range(length):
+            h = (h ^ token[i]) * 0x100000001B3ULL
+        if 2 * (self.count + 1) > self.capacity:
+            self.grow()
+        slot = mix64(h) & (self.capacity - 1)
+        while self.offsets[slot] >= 0:
+            if (self.keys[slot] == h and self.lengths[slot] == length
+                    and memcmp(self.arena + self.offsets[slot], token, length) == 0):
+                return self.values[slot]
+            slot = (slot + 1) & (self.capacity - 1)
+            probes += 1
+            if probes >= MAX_PROBES:
+                return self.hasher((<const char*>token)[:length])
+        value = self.hasher((<const char*>token)[:length])
+        self.keys[slot] = h
+        self.offsets[slot] = self.arena_used
+        self.lengths[slot] = <uint32_t>length
+        self.values[slot] = value
+        self.count += 1
+        self.arena_used += length
+        return value
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def tokenize(self, const unsigned char[::1] data):
+        """(ids uint32, starts int64, ends int64) of the tokens of ``data``."""
+        cdef Py_ssize_t n = data.shape[0], i = 0, start, count = 0, j
+        ids_out = np.empty(n, dtype=np.uint32)
+        starts_out = np.empty(n, dtype=np.int64)
+        ends_out = np.empty(n, dtype=np.int64)
+        cdef uint32_t[::1] ids = ids_out
+        cdef int64_t[::1] starts = starts_out
+        cdef int64_t[::1] ends = ends_out
+        cdef unsigned char c
+        cdef unsigned char* out
+        while i < n:
+            c = data[i]
+            start = i
+            if is_word_byte(c):
+                i += 1
+                while i < n and is_word_byte(data[i]):
+                    i += 1
+            elif c >= 0x80:
+                i += 1
+                while i < n and 0x80 <= data[i] <= 0xBF:
+                    i += 1
+            else:
+                i += 1
+                continue
+            self.reserve(i - start)
+            out = self.arena + self.arena_used
+            for j in range(start, i):
+                c = data[j]
+                out[j - start] = c + 32 if 0x41 <= c <= 0x5A else c
+            ids[count] = self.token_id(i - start)
+            starts[count] = start
+            ends[count] = i
+            count += 1
+        return ids_out[:count].copy(), starts_out[:count].copy(), ends_out[:count].copy()

@@ -9,20 +9,22 @@ has 1,000 tokens: passages of 10-60 tokens quoted from random contributions, alt
 with freshly drawn words (about half and half).
 
     python scripts/bench_attribution.py                    # 1M and 10M tokens
-    python scripts/bench_attribution.py --sizes 1M,10M,100M --reference-max 10M
+    python scripts/bench_attribution.py --sizes 100K,1M,10M,100M
 
-Columns: build s (tokenize, suffix array, near-duplicates, pack, serialize), bytes/token
-(index file size over corpus tokens), load s (read + checksum), core ms (median, the
-Cython search over the dense query: longest matches and maximal spans), attribute ms
-(median, the whole ``attribute()`` call: tokenizing the output, the search, crediting),
-reference ms (the same call with implementation="reference").
+Columns: build s (tokenize, suffix array, near-duplicates, pack, serialize; the corpus
+generation is not counted), B/token (index file size over corpus tokens), load s (read +
+checksum + bucket counts), core ms (median, the Cython search over the dense query:
+longest matches and maximal spans), attr ms (median, the whole ``attribute()`` call:
+tokenizing the output, the search, crediting), ref ms (the same call with
+implementation="reference"), agree (the reference's results equal the Cython ones).
+Up to --reference-build-max, the reference also builds the index, which must come out
+byte-identical.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
 import statistics
 import sys
 import tempfile
@@ -117,14 +119,24 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def bench(size: int, outputs: int, reference_outputs: int, seed: int, workdir: Path) -> dict:
+def bench(size: int, outputs: int, reference_outputs: int, reference_build: bool, seed: int, workdir: Path) -> dict:
     t0 = time.perf_counter()
     corpus = Corpus(size, seed)
+    contributions = list(corpus.contributions())
     generate_s = time.perf_counter() - t0
     gc.collect()
+    phases: dict[str, float] = {}
     t0 = time.perf_counter()
-    index = DatanetIndex.build(1, 1, corpus.contributions())
+    index = DatanetIndex.build(1, 1, contributions, timings=phases)
     build_s = time.perf_counter() - t0
+    reference_build_s, same_bytes = None, None
+    if reference_build:
+        t0 = time.perf_counter()
+        rebuilt = DatanetIndex.build(1, 1, contributions, implementation="reference")
+        reference_build_s = time.perf_counter() - t0
+        same_bytes = rebuilt.to_bytes() == index.to_bytes()
+        del rebuilt
+    del contributions
     path = workdir / f"bench-{size}.olidx"
     index.save(path)
     del index
@@ -132,24 +144,29 @@ def bench(size: int, outputs: int, reference_outputs: int, seed: int, workdir: P
     t0 = time.perf_counter()
     index = DatanetIndex.load(path)
     load_s = time.perf_counter() - t0
-    rebuilt_same = None
 
     rng = np.random.default_rng(seed + 1)
     texts = [corpus.output(rng) for _ in range(outputs)]
-    core, full, spans, credited = [], [], [], []
+    for text in [corpus.output(rng) for _ in range(3)]:  # warm the output tokenizer's cache, as in a running node
+        attribute([index], text)
+    # Separate passes: a search right after another of the same output would find its
+    # suffix-array rows in the cache.
+    full, spans, credited = [], [], []
     for text in texts:
-        q = dense_query(index, token_ids(text))
-        t0 = time.perf_counter()
-        _, found = _core.find_spans(
-            index.tok_words, index.tok_width, index.sa_words, index.sa_width, index.bucket,
-            index.text_length, q, MIN_SPAN, MAX_FREQ,
-        )
-        core.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         result = attribute([index], text)
         full.append(time.perf_counter() - t0)
         spans.append(len(result.spans))
         credited.append(len(result.credits))
+    core = []
+    for text in texts:
+        q = dense_query(index, token_ids(text))
+        t0 = time.perf_counter()
+        _core.find_spans(
+            index.tok_words, index.tok_width, index.sa_words, index.sa_width, index.bucket,
+            index.text_length, q, MIN_SPAN, MAX_FREQ,
+        )
+        core.append(time.perf_counter() - t0)
     reference, agree = [], True
     for text in texts[:reference_outputs]:
         t0 = time.perf_counter()
@@ -163,16 +180,19 @@ def bench(size: int, outputs: int, reference_outputs: int, seed: int, workdir: P
         "widths": f"{index.tok_width}+{index.sa_width}",
         "generate_s": generate_s,
         "build_s": build_s,
+        "phases": phases,
+        "reference_build_s": reference_build_s,
+        "same_bytes": same_bytes,
         "bytes_per_token": index.size_bytes / index.num_tokens,
         "load_s": load_s,
         "core_ms": median_ms(core),
         "core_max_ms": max(core) * 1000,
         "attribute_ms": median_ms(full),
+        "attribute_max_ms": max(full) * 1000,
         "reference_ms": median_ms(reference) if reference else None,
         "agree": agree if reference else None,
         "spans": statistics.mean(spans),
         "credited": statistics.mean(credited),
-        "rebuilt_same": rebuilt_same,
     }
     path.unlink()
     return row
@@ -183,32 +203,42 @@ def main() -> None:
     parser.add_argument("--sizes", default="1M,10M", help="corpus sizes in tokens, e.g. 1M,10M,100M")
     parser.add_argument("--outputs", type=int, default=30, help="1,000-token outputs timed per size")
     parser.add_argument("--reference-outputs", type=int, default=3, help="outputs timed with the reference")
-    parser.add_argument("--reference-max", default="10M", help="largest size timed with the reference")
+    parser.add_argument("--reference-max", default="100M", help="largest size whose outputs the reference attributes")
+    parser.add_argument("--reference-build-max", default="100K",
+                        help="largest size the reference also builds (its pure-Python MinHash and packing are slow)")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--workdir", default=None, help="where index files go (default: a temporary folder)")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     reference_max = parse_size(args.reference_max)
+    reference_build_max = parse_size(args.reference_build_max)
 
-    print(f"attribution bench: Zipf({ZIPF_EXPONENT}) over {VOCABULARY} words, {OUTPUT_TOKENS}-token outputs "
+    print(f"attribution bench: Zipf({ZIPF_EXPONENT}) over {VOCABULARY:,} words, {OUTPUT_TOKENS:,}-token outputs "
           f"(half quotes), MIN_SPAN={MIN_SPAN}, MAX_FREQ={MAX_FREQ}, one core", flush=True)
-    header = (f"{'tokens':>12} {'contribs':>9} {'vocab':>7} {'bits':>6} {'build s':>8} {'B/token':>8} "
-              f"{'load s':>7} {'core ms':>8} {'attr ms':>8} {'ref ms':>8} {'spans':>6} {'agree':>6}")
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for size in sizes:
-            row = bench(size, args.outputs, args.reference_outputs if size <= reference_max else 0, args.seed, Path(tmp))
+            row = bench(size, args.outputs, args.reference_outputs if size <= reference_max else 0,
+                        size <= reference_build_max, args.seed, Path(tmp))
             rows.append(row)
-            print(f"  done {size:,} tokens: generated in {row['generate_s']:.1f} s, core max {row['core_max_ms']:.2f} ms",
-                  flush=True)
-    print(header)
+            phases = ", ".join(f"{k} {v:.1f}" for k, v in row["phases"].items())
+            extra = ""
+            if row["reference_build_s"] is not None:
+                extra = (f"; reference build {row['reference_build_s']:.1f} s, same bytes: "
+                         f"{'yes' if row['same_bytes'] else 'NO'}")
+            print(f"  {size:,} tokens: corpus generated in {row['generate_s']:.1f} s; build phases (s): {phases}{extra}; "
+                  f"max core {row['core_max_ms']:.2f} ms, max attribute {row['attribute_max_ms']:.2f} ms", flush=True)
+    print()
+    print(f"{'tokens':>12} {'contribs':>9} {'vocab':>7} {'bits':>6} {'build s':>8} {'B/token':>8} {'load s':>7} "
+          f"{'core ms':>8} {'attr ms':>8} {'ref ms':>8} {'spans':>6} {'agree':>6}")
     for r in rows:
         ref = f"{r['reference_ms']:8.1f}" if r["reference_ms"] is not None else f"{'-':>8}"
         agree = {None: "-", True: "yes", False: "NO"}[r["agree"]]
         print(f"{r['tokens']:>12,} {r['contributions']:>9,} {r['vocab']:>7,} {r['widths']:>6} {r['build_s']:8.1f} "
               f"{r['bytes_per_token']:8.3f} {r['load_s']:7.2f} {r['core_ms']:8.3f} {r['attribute_ms']:8.3f} {ref} "
               f"{r['spans']:6.1f} {agree:>6}")
-    print(f"(pid {os.getpid()}; core = Cython search only; attr = whole attribute(); ref = pure-Python reference)")
+    print("core = Cython search alone; attr = the whole attribute() call (tokenize, search, credit); "
+          "ref = attribute(implementation='reference'); ms are medians; bits = token + suffix-array bits")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)
-if [ "$(cat .venv/.openledger-installed 2>/dev/null)" != "$want" ]; then
+# Reinstall (which also compiles the Cython attribution core) when the package metadata
+# or the Cython sources change, or when the compiled core is missing.
+want=$(cat pyproject.toml setup.py attribution_native/*.pyx | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.openledger-installed 2>/dev/null)" != "$want" ] \
+  || ! python -c "import attribution_native._core" 2>/dev/null; then
   echo "setup: installing Python packages" >&2
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -e '.[test]'

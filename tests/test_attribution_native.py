@@ -221,3 +221,92 @@ def test_banded_near_duplicate_search_finds_what_brute_force_finds(rows, empty, 
     sig = np.array(signatures, dtype=np.uint64).reshape(len(signatures), 64)
     lengths = np.array([0 if empty[k] and k % 3 == 0 else 5 for k in range(len(signatures))])
     assert neardup.near_duplicate_of(sig, lengths).tolist() == reference.near_duplicate_of(sig, lengths).tolist()
+
+
+BYTE_CLASSES = b"aqzAQZ059 \t\n.,;-_\x00\x7f\x80\x9f\xbf\xc0\xc3\xe2\xef\xf0\xff"
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(st.sampled_from(list(BYTE_CLASSES)), max_size=200).map(bytes))
+def test_native_tokenizer_agrees_with_the_regular_expression(data: bytes) -> None:
+    from openledger_node.attribution.tokens import Tokenizer, tokenize_reference, token_hash
+
+    table = native.TokenTable(token_hash, 1)  # tiny: the table grows while tokenizing
+    for _ in range(2):  # first sight, then from the cache
+        ids, starts, ends = table.tokenize(data)
+        want = tokenize_reference(data)
+        assert (ids.tolist(), starts.tolist(), ends.tolist()) == (
+            want.ids.tolist(), want.starts.tolist(), want.ends.tolist()
+        )
+    assert Tokenizer("native")(data).ids.tolist() == Tokenizer("reference")(data).ids.tolist()
+
+
+def test_native_tokenizer_on_long_tokens_and_many_distinct_tokens() -> None:
+    from openledger_node.attribution.tokens import tokenize_reference, token_hash
+
+    rng = random.Random(3)
+    long_word = b"X" * 100_000
+    text = b" ".join([long_word, "é".encode() * 5000] + [b"w%dQ" % rng.randrange(10**6) for _ in range(20_000)])
+    table = native.TokenTable(token_hash)
+    ids, starts, ends = table.tokenize(text)
+    want = tokenize_reference(text)
+    assert ids.tolist() == want.ids.tolist() and starts.tolist() == want.starts.tolist()
+    assert ends.tolist() == want.ends.tolist()
+    assert len(table) == len(set(want.ids.tolist()))
+
+
+def _mix64(z: int) -> int:
+    from openledger_node.attribution.neardup import mix64
+
+    return mix64(z)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from([0, 1, 7, 2**31, 2**32 - 1, 12345]), max_size=15), max_size=6))
+def test_dense_text_agrees(texts) -> None:
+    hashes = np.array([h for t in texts for h in t], dtype=np.uint32)
+    offsets = np.cumsum([0] + [len(t) for t in texts]).astype(np.int64)
+    vocab, text = native.dense_text(hashes, offsets)
+    ref_vocab, ref_text = reference.dense_text(hashes.tolist(), offsets.tolist())
+    assert vocab.tolist() == ref_vocab.tolist() and text.tolist() == ref_text.tolist()
+
+
+def test_dense_text_with_crafted_hash_collisions_stays_exact() -> None:
+    # 200 ids that all land on the same slot of the initial table (2**16 slots): the
+    # probes give up after 64 and the rest are found by binary search in the vocabulary.
+    keys = np.arange(1, 1 << 24, dtype=np.uint64)
+    z = keys.copy()
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    colliding = keys[(z & np.uint64(0xFFFF)) == np.uint64(0x1234)][:200].astype(np.uint32)
+    assert len(colliding) == 200 and _mix64(int(colliding[0])) & 0xFFFF == 0x1234
+    hashes = np.concatenate([colliding, colliding[::-1], np.array([5, 6], dtype=np.uint32)])
+    offsets = np.array([0, 150, len(hashes)], dtype=np.int64)
+    vocab, text = native.dense_text(hashes, offsets)
+    ref_vocab, ref_text = reference.dense_text(hashes.tolist(), offsets.tolist())
+    assert vocab.tolist() == ref_vocab.tolist() and text.tolist() == ref_text.tolist()
+
+
+def test_token_table_with_crafted_collisions_stays_exact() -> None:
+    from openledger_node.attribution.tokens import tokenize_reference, token_hash
+
+    def slot(token: bytes) -> int:
+        h = 0xCBF29CE484222325
+        for byte in token:
+            h = ((h ^ byte) * 0x100000001B3) & ((1 << 64) - 1)
+        return _mix64(h) & 8191  # TokenTable(capacity=4096) has 8192 slots
+
+    colliding = [t for t in (b"w%d" % i for i in range(2_000_000)) if slot(t) == 77][:100]
+    assert len(colliding) == 100
+    calls = []
+
+    def hasher(token: bytes) -> int:
+        calls.append(token)
+        return token_hash(token)
+
+    table = native.TokenTable(hasher, 4096)
+    text = b" ".join(colliding * 3)
+    ids, starts, ends = table.tokenize(text)
+    assert ids.tolist() == tokenize_reference(text).ids.tolist()
+    assert len(table) == 64 and len(calls) > 100  # 64 cached; the others computed each time

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from .constants import (
     SHINGLE_TOKENS,
 )
 from .neardup import SLOT_MUL, SLOT_XOR, near_duplicate_of
-from .tokens import TokenHashMemo, token_ids
+from .tokens import Tokenizer
 
 HEADER = struct.Struct("<8sIIQQQQQBB6x")  # 64 bytes
 CHECKSUM_BYTES = 32
@@ -128,9 +129,10 @@ class DatanetIndex:
         contributions: Iterable[tuple[int, bytes]],
         *,
         implementation: str = "native",
+        timings: dict[str, float] | None = None,
     ) -> DatanetIndex:
         """Index ``contributions`` ((contribution id, data) with strictly increasing ids)."""
-        data = build_index_bytes(datanet_id, version, contributions, implementation=implementation)
+        data = build_index_bytes(datanet_id, version, contributions, implementation=implementation, timings=timings)
         return cls(data, verify=False, implementation=implementation)
 
     # -- persistence ------------------------------------------------------------------
@@ -193,12 +195,15 @@ def build_index_bytes(
     contributions: Iterable[tuple[int, bytes]],
     *,
     implementation: str = "native",
+    timings: dict[str, float] | None = None,
 ) -> bytes:
-    """The index file of one Datanet version (see DatanetIndex)."""
+    """The index file of one Datanet version (see DatanetIndex). ``timings``, if given,
+    receives the seconds spent in each phase (for benchmarks)."""
     impl = backend.get(implementation)
+    clock = _PhaseClock(timings)
     if not (0 <= datanet_id <= U64_MAX and 0 <= version <= U64_MAX):
         raise ValueError("datanet id and version must fit in 64 bits")
-    memo = TokenHashMemo()
+    tokenizer = Tokenizer(implementation)
     ids_per_contribution: list[np.ndarray] = []
     contribution_ids: list[int] = []
     for contribution_id, data in contributions:
@@ -209,8 +214,9 @@ def build_index_bytes(
         if len(data) > MAX_CONTRIBUTION_BYTES:
             raise ValueError(f"contribution {contribution_id} is larger than {MAX_CONTRIBUTION_BYTES} bytes")
         contribution_ids.append(int(contribution_id))
-        ids_per_contribution.append(token_ids(bytes(data), memo))
-    del memo
+        ids_per_contribution.append(tokenizer(bytes(data)).ids)
+    del tokenizer
+    clock.lap("tokenize")
 
     m = len(contribution_ids)
     lengths = np.array([len(a) for a in ids_per_contribution], dtype=np.int64)
@@ -223,15 +229,14 @@ def build_index_bytes(
     if n >= 1 << 40:
         raise ValueError("index too large")
 
-    vocab = np.unique(hashes)
+    vocab, text = impl.dense_text(hashes, offsets)
     vocab_size = len(vocab)
-    text = np.zeros(n, dtype=np.uint16 if vocab_size < 1 << 16 else np.uint32)
+    if vocab_size < 1 << 16:
+        text = text.astype(np.uint16)  # halves the suffix-array construction's input
     starts = offsets[:-1] + np.arange(m, dtype=np.int64)  # contribution k starts after k separators
-    positions = np.arange(total, dtype=np.int64)
-    positions += np.repeat(np.arange(m, dtype=np.int64), lengths)
-    text[positions] = np.searchsorted(vocab, hashes) + 1
-    del positions
+    clock.lap("vocabulary")
     sa = divsufsort(text) if n else np.zeros(0, dtype=np.int64)
+    clock.lap("suffix_array")
 
     signatures = impl.minhash_signatures(
         hashes, offsets, np.array(SLOT_XOR, dtype=np.uint64), np.array(SLOT_MUL, dtype=np.uint64),
@@ -239,6 +244,7 @@ def build_index_bytes(
     )
     original_of = near_duplicate_of(signatures, lengths)
     del hashes
+    clock.lap("near_duplicates")
 
     tok_width = max(1, vocab_size.bit_length())
     sa_width = max(1, (n - 1).bit_length())
@@ -246,6 +252,7 @@ def build_index_bytes(
     del text
     sa_words = impl.pack_bits(sa, sa_width)
     del sa
+    clock.lap("pack")
 
     header = HEADER.pack(
         INDEX_MAGIC, INDEX_FORMAT, ATTRIBUTION_VERSION, datanet_id, version, n, m, vocab_size, tok_width, sa_width
@@ -263,4 +270,18 @@ def build_index_bytes(
     for part in parts:
         checksum.update(part)
     parts.append(checksum.digest())
-    return b"".join(parts)
+    data = b"".join(parts)
+    clock.lap("serialize")
+    return data
+
+
+class _PhaseClock:
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[phase] = self.timings.get(phase, 0.0) + now - self.last
+            self.last = now

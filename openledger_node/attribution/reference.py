@@ -1,8 +1,8 @@
 """Pure-Python reference of attribution v1: the rules of docs/attribution.md written as
 plainly as possible, to check the Cython core against (tests/test_attribution_native.py).
 
-Same functions and signatures as ``attribution_native._core`` (``pack_bits``,
-``unpack_bits``, ``gather_bits``, ``bucket_starts``, ``minhash_signatures``, ``find_spans``), plus
+Same functions and signatures as ``attribution_native._core`` (``dense_text``,
+``pack_bits``, ``unpack_bits``, ``gather_bits``, ``bucket_starts``, ``minhash_signatures``, ``find_spans``), plus
 ``attribute``, the whole
 scoring on its own. No numpy in the rules themselves (arrays are read element by
 element as Python ints); slow, and meant for small inputs.
@@ -59,6 +59,19 @@ def unpack_bits(words: np.ndarray, n: int, width: int, start: int = 0, stop: int
     if len(words) != packed_words(n, width) or not 0 <= start <= stop <= n:
         raise ValueError("bad packed array or slice")
     return np.array([packed_get(words, i, width) for i in range(start, stop)], dtype=np.int64)
+
+
+def dense_text(hashes: Sequence[int], offsets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(vocab, text): the sorted distinct token ids, and each contribution's tokens as
+    dense ids (1 + rank in vocab) followed by the separator 0."""
+    hashes = [int(h) for h in hashes]
+    vocab = sorted(set(hashes))
+    dense = {h: rank + 1 for rank, h in enumerate(vocab)}
+    text = []
+    for c in range(len(offsets) - 1):
+        text.extend(dense[h] for h in hashes[int(offsets[c]) : int(offsets[c + 1])])
+        text.append(0)
+    return np.array(vocab, dtype=np.uint32), np.array(text, dtype=np.uint32)
 
 
 def gather_bits(words: np.ndarray, n: int, width: int, indices: Sequence[int]) -> np.ndarray:

@@ -82,7 +82,7 @@ def attribute(indexes: Sequence[DatanetIndex], output: bytes, *, implementation:
         return reference.attribute(indexes, output)
     core = backend.get(implementation)
     check_output(output)
-    tokens = tokenize(bytes(output))
+    tokens = tokenize(bytes(output), implementation=implementation)
     credits: dict[tuple[int, int], int] = {}
     spans: list[Span] = []
     token_starts, token_ends = tokens.starts.tolist(), tokens.ends.tolist()

@@ -6,16 +6,21 @@ Everything else (ASCII punctuation, spaces, control bytes) separates tokens and 
 The rule is a pure function of the bytes: it needs no Unicode tables and is total on
 any byte string (invalid UTF-8 still tokenizes; contributions are checked to be UTF-8).
 A token's id is BLAKE2b(token, digest_size=4, person=b"olattr-v1") read big-endian.
+
+TOKEN_PATTERN is the rule; the Cython tokenizer (``attribution_native._core.TokenTable``)
+implements it without a regular-expression engine, and tests check the two agree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
+from . import backend
 from .constants import MAX_CONTRIBUTION_BYTES, TOKEN_HASH_PERSON
 
 TOKEN_PATTERN = re.compile(rb"[0-9a-z]+|[\x80-\xff][\x80-\xbf]*")
@@ -36,7 +41,7 @@ class TokenHashMemo(dict):
 
 
 def token_ids(data: bytes, memo: TokenHashMemo | None = None) -> np.ndarray:
-    """Token ids of ``data`` as a uint32 array."""
+    """Token ids of ``data`` as a uint32 array, by the regular expression (the reference)."""
     tokens = TOKEN_PATTERN.findall(data.lower())
     lookup = (memo if memo is not None else TokenHashMemo()).__getitem__
     return np.fromiter(map(lookup, tokens), dtype=np.uint32, count=len(tokens))
@@ -50,27 +55,50 @@ class Tokens(NamedTuple):
     ends: np.ndarray
 
 
-# Splitting on the token pattern (captured) alternates gaps and tokens: gap, token, gap,
-# ..., token, gap. The lengths of the pieces give every token's offsets.
-_SPLIT_PATTERN = re.compile(b"(" + TOKEN_PATTERN.pattern + b")")
+def tokenize_reference(data: bytes, memo: TokenHashMemo | None = None) -> Tokens:
+    """Tokens of ``data`` by the regular expression."""
+    lookup = (memo if memo is not None else TokenHashMemo()).__getitem__
+    matches = list(TOKEN_PATTERN.finditer(data.lower()))
+    count = len(matches)
+    return Tokens(
+        np.fromiter((lookup(m.group()) for m in matches), dtype=np.uint32, count=count),
+        np.fromiter((m.start() for m in matches), dtype=np.int64, count=count),
+        np.fromiter((m.end() for m in matches), dtype=np.int64, count=count),
+    )
 
-# Token ids of outputs, kept across calls (bounded); a cache only.
-_OUTPUT_MEMO = TokenHashMemo()
-_OUTPUT_MEMO_LIMIT = 1 << 20
+
+class Tokenizer:
+    """Tokenizes texts, remembering the ids of the tokens it has seen (a cache only): with
+    the Cython tokenizer (``attribution_native._core.TokenTable``, ``"native"``) or the
+    regular expression (``"reference"``)."""
+
+    def __init__(self, implementation: str = "native"):
+        if implementation == "reference":
+            self._memo = TokenHashMemo()
+            self._table = None
+        else:
+            self._table = backend.get(implementation).TokenTable(token_hash)
+
+    def __call__(self, data: bytes) -> Tokens:
+        if self._table is None:
+            return tokenize_reference(data, self._memo)
+        return Tokens(*self._table.tokenize(data))
+
+    def __len__(self) -> int:
+        return len(self._memo) if self._table is None else len(self._table)
 
 
-def tokenize(data: bytes, memo: TokenHashMemo | None = None) -> Tokens:
+# Tokenizers of outputs, kept across calls, renewed when their cache grows too large.
+_OUTPUT_TOKENIZERS: dict[str, Tokenizer] = {}
+_OUTPUT_CACHE_LIMIT = 1 << 20
+
+
+def tokenize(data: bytes, *, implementation: str = "native") -> Tokens:
     """Token ids and byte offsets of ``data`` (an inference output)."""
-    if memo is None:
-        if len(_OUTPUT_MEMO) > _OUTPUT_MEMO_LIMIT:
-            _OUTPUT_MEMO.clear()
-        memo = _OUTPUT_MEMO
-    pieces = _SPLIT_PATTERN.split(data.lower())
-    tokens = pieces[1::2]
-    ids = np.fromiter(map(memo.__getitem__, tokens), dtype=np.uint32, count=len(tokens))
-    ends = np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)))
-    token_ends = ends[1::2]
-    return Tokens(ids, token_ends - np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)), token_ends)
+    tokenizer = _OUTPUT_TOKENIZERS.get(implementation)
+    if tokenizer is None or len(tokenizer) > _OUTPUT_CACHE_LIMIT:
+        tokenizer = _OUTPUT_TOKENIZERS[implementation] = Tokenizer(implementation)
+    return tokenizer(data)
 
 
 class InvalidContribution(ValueError):
