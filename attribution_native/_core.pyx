@@ -273,10 +273,10 @@ cdef inline bint start_search(
 
 cdef void longest_matches(
     const Text* t, const uint64_t* bucket, int64_t vocab, const uint32_t* q, int64_t m,
-    int64_t* lengths, int64_t* rows,
+    int64_t max_span, int64_t* lengths, int64_t* rows,
 ) noexcept nogil:
-    """lengths[i]: the longest common prefix of q[i:] with any suffix of the text, and
-    rows[i]: a suffix-array row where it is found (-1 if lengths[i] == 0).
+    """lengths[i]: the longest common prefix of q[i:i + max_span] with any suffix of the
+    text, and rows[i]: a suffix-array row where it is found (-1 if lengths[i] == 0).
 
     A lower-bound binary search of q[i:] within the bucket of q[i]'s first token,
     skipping the prefix both bounds are known to share (Manber-Myers); the longest match
@@ -284,7 +284,7 @@ cdef void longest_matches(
     """
     cdef Search searches[IN_FLIGHT]
     cdef Search* s
-    cdef int64_t next_i = 0, k, i
+    cdef int64_t next_i = 0, k, i, limit
     cdef int active = 0, j
     for j in range(IN_FLIGHT):
         if start_search(t, bucket, vocab, q, m, &next_i, lengths, rows, &searches[j]):
@@ -299,8 +299,9 @@ cdef void longest_matches(
                 s.stage = 2
             elif s.stage == 2:
                 i = s.i
-                k = extend(t, s.p, q + i, m - i, s.llcp if s.llcp < s.rlcp else s.rlcp)
-                if k == m - i or (s.p + k < t.n and tok_at(t, s.p + k) > q[i + k]):
+                limit = m - i if m - i < max_span else max_span
+                k = extend(t, s.p, q + i, limit, s.llcp if s.llcp < s.rlcp else s.rlcp)
+                if k == limit or (s.p + k < t.n and tok_at(t, s.p + k) > q[i + k]):
                     s.hi = s.mid
                     s.rlcp = k
                 else:
@@ -366,15 +367,20 @@ def find_spans(
     const uint32_t[::1] query,
     int64_t min_span,
     int64_t max_freq,
+    int64_t max_span,
 ):
     """Longest matches of every query position, and the maximal spans worth credit.
 
     ``query`` holds dense token ids (1..V; anything else matches nothing). Returns
     ``(lengths, spans)``: ``lengths[i]`` is the length of the longest prefix of
-    ``query[i:]`` found in the text, and ``spans`` is an int64 array of rows
-    ``(start, length, row_lo, row_hi)``, one per position i with ``lengths[i] >=
-    min_span``, ``i + lengths[i] > (i - 1) + lengths[i - 1]`` (maximal) and at most
-    ``max_freq`` occurrences; the occurrences are suffix-array rows ``row_lo:row_hi``.
+    ``query[i:i + max_span]`` found in the text, and ``spans`` is an int64 array of rows
+    ``(start, length, row_lo, row_hi)``, the occurrences being the suffix-array rows
+    ``row_lo:row_hi``. Positions are walked in order, keeping ``end`` (the largest
+    ``i + lengths[i]`` so far, from 0) and ``resume`` (from 0): a position i < resume is
+    passed over; otherwise, if ``i + lengths[i] > end`` it ends a new maximal span, kept
+    when ``lengths[i] >= min_span`` and it occurs at most ``max_freq`` times, and ``end``
+    becomes ``i + lengths[i]``; and if ``lengths[i] == max_span``, ``resume`` becomes
+    ``i + max_span`` (a longer match is cut into pieces of max_span tokens).
     """
     _check_packed(tok_words, n, tok_width)
     _check_packed(sa_words, n, sa_width)
@@ -383,8 +389,8 @@ def find_spans(
     cdef int64_t vocab = bucket.shape[0] - 2
     if vocab < 0:
         raise ValueError("bucket array too short")
-    if min_span < 1 or max_freq < 1:
-        raise ValueError("min_span and max_freq must be positive")
+    if min_span < 1 or max_freq < 1 or max_span < 1:
+        raise ValueError("min_span, max_freq and max_span must be positive")
     # Ids outside 1..vocab (unknown tokens, the separator 0) match nothing: make them
     # all 0xFFFFFFFF, which no text token equals.
     query_in = np.asarray(query)
@@ -406,24 +412,29 @@ def find_spans(
     cdef int64_t[::1] lengths = lengths_out
     cdef int64_t[::1] rows = rows_out
     cdef int64_t[:, ::1] spans = spans_out
-    cdef int64_t n_spans = 0, i, length, tk, row_lo = 0, row_hi = 0, prev_end = 0
+    cdef int64_t n_spans = 0, i, length, tk, row_lo = 0, row_hi = 0, end = 0, resume = 0
     if m == 0:
         return lengths_out, spans_out
     cdef const uint32_t* q = &q_ids[0]
     with nogil:
-        longest_matches(&text, &bucket[0], vocab, q, m, &lengths[0], &rows[0])
+        longest_matches(&text, &bucket[0], vocab, q, m, max_span, &lengths[0], &rows[0])
         for i in range(m):
+            if i < resume:
+                continue
             length = lengths[i]
-            if length >= min_span and i + length > prev_end:
+            if i + length > end:
                 tk = q[i]
-                if occurrence_rows(&text, bucket[tk], bucket[tk + 1], rows[i], q + i, length, max_freq, &row_lo, &row_hi):
+                if length >= min_span and occurrence_rows(
+                    &text, bucket[tk], bucket[tk + 1], rows[i], q + i, length, max_freq, &row_lo, &row_hi
+                ):
                     spans[n_spans, 0] = i
                     spans[n_spans, 1] = length
                     spans[n_spans, 2] = row_lo
                     spans[n_spans, 3] = row_hi
                     n_spans += 1
-            if i + length > prev_end:
-                prev_end = i + length
+                end = i + length
+            if length == max_span:
+                resume = i + max_span
     return lengths_out, spans_out[:n_spans].copy()
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import statistics
 import sys
 import tempfile
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attribution_native import _core  # noqa: E402
 
-from openledger_node.attribution import MAX_FREQ, MIN_SPAN, DatanetIndex, attribute  # noqa: E402
+from openledger_node.attribution import MAX_FREQ, MAX_SPAN, MIN_SPAN, DatanetIndex, attribute  # noqa: E402
 from openledger_node.attribution.scoring import dense_query  # noqa: E402
 from openledger_node.attribution.tokens import token_ids  # noqa: E402
 
@@ -164,7 +165,7 @@ def bench(size: int, outputs: int, reference_outputs: int, reference_build: bool
         t0 = time.perf_counter()
         _core.find_spans(
             index.tok_words, index.tok_width, index.sa_words, index.sa_width, index.bucket,
-            index.text_length, q, MIN_SPAN, MAX_FREQ,
+            index.text_length, q, MIN_SPAN, MAX_FREQ, MAX_SPAN,
         )
         core.append(time.perf_counter() - t0)
     reference, agree = [], True
@@ -239,6 +240,7 @@ def main() -> None:
               f"{r['spans']:6.1f} {agree:>6}")
     print("core = Cython search alone; attr = the whole attribute() call (tokenize, search, credit); "
           "ref = attribute(implementation='reference'); ms are medians; bits = token + suffix-array bits")
+    print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from openledger_node.attribution import (
     MAX_FREQ,
     MAX_OUTPUT_BYTES,
+    MAX_SPAN,
     MIN_SPAN,
     SCALE,
     Credit,
@@ -182,6 +183,25 @@ def test_only_maximal_spans_are_kept() -> None:
     output = b"the bakers pulled the first loaves from brick ovens along the quay the fishmongers"
     result = attribute([index], output)
     assert [(s.start, s.end) for s in result.spans] == [(0, 14)]
+
+
+def test_long_quotes_are_cut_into_pieces_of_max_span_tokens() -> None:
+    long_text = b" ".join(b"w%d" % i for i in range(400))
+    index = index_of(RIVER, long_text)
+    quote = b" ".join(b"w%d" % i for i in range(50, 350))  # 300 tokens
+    result = attribute([index], quote)
+    assert [(s.start, s.end) for s in result.spans] == [(0, MAX_SPAN), (MAX_SPAN, 2 * MAX_SPAN), (2 * MAX_SPAN, 300)]
+    assert scores(result) == {2: SCALE * (2 * MAX_SPAN**2 + (300 - 2 * MAX_SPAN) ** 2)}
+
+
+def test_repetitive_outputs_take_bounded_time() -> None:
+    import time
+
+    index = index_of(b"a " * 100_000, b"a b " * 50_000)
+    started = time.perf_counter()
+    for output in [b"a " * (MAX_OUTPUT_BYTES // 2), b"b a " * (MAX_OUTPUT_BYTES // 4)]:
+        assert attribute([index], output).credits == ()  # far more than MAX_FREQ occurrences
+    assert time.perf_counter() - started < 5  # about 0.2 s; quadratic work would take minutes
 
 
 def test_credits_are_per_datanet_and_summed_over_versions() -> None:

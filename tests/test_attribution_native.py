@@ -51,7 +51,7 @@ def random_output(rng: random.Random, corpus: list[tuple[int, bytes]], vocab: in
     return b" ".join(pieces)
 
 
-def brute_force_lengths(index: DatanetIndex, query: np.ndarray) -> list[int]:
+def brute_force_lengths(index: DatanetIndex, query: np.ndarray, cap: int = 1 << 30) -> list[int]:
     text = reference.unpack_bits(index.tok_words, index.text_length, index.tok_width).tolist()
     q = [int(t) if 1 <= t <= index.vocab_size else -1 for t in query]
     best = []
@@ -59,17 +59,17 @@ def brute_force_lengths(index: DatanetIndex, query: np.ndarray) -> list[int]:
         longest = 0
         for p in range(len(text)):
             k = 0
-            while i + k < len(q) and p + k < len(text) and text[p + k] == q[i + k]:
+            while k < cap and i + k < len(q) and p + k < len(text) and text[p + k] == q[i + k]:
                 k += 1
             longest = max(longest, k)
         best.append(longest)
     return best
 
 
-def spans_of(index: DatanetIndex, query: np.ndarray, impl, min_span: int, max_freq: int):
+def spans_of(index: DatanetIndex, query: np.ndarray, impl, min_span: int, max_freq: int, max_span: int = 1000):
     return impl.find_spans(
         index.tok_words, index.tok_width, index.sa_words, index.sa_width, index.bucket,
-        index.text_length, query, min_span, max_freq,
+        index.text_length, query, min_span, max_freq, max_span,
     )
 
 
@@ -82,9 +82,10 @@ def test_find_spans_agree_on_seeded_random_corpora(seed: int) -> None:
     for _ in range(3):
         query = dense_query(index, token_ids(random_output(rng, corpus, vocab, rng.randrange(0, 80))))
         min_span, max_freq = rng.choice([(1, 1), (2, 3), (3, 32), (8, 32), (1, 1000)])
-        lengths, spans = spans_of(index, query, native, min_span, max_freq)
-        ref_lengths, ref_spans = spans_of(index, query, reference, min_span, max_freq)
-        assert lengths.tolist() == ref_lengths.tolist() == brute_force_lengths(index, query)
+        max_span = rng.choice([1, 3, 9, 40, 1000])
+        lengths, spans = spans_of(index, query, native, min_span, max_freq, max_span)
+        ref_lengths, ref_spans = spans_of(index, query, reference, min_span, max_freq, max_span)
+        assert lengths.tolist() == ref_lengths.tolist() == brute_force_lengths(index, query, max_span)
         assert spans.tolist() == ref_spans.tolist()
 
 
@@ -94,13 +95,14 @@ def test_find_spans_agree_on_seeded_random_corpora(seed: int) -> None:
     query=st.lists(st.integers(0, 9), max_size=40),
     min_span=st.integers(1, 4),
     max_freq=st.integers(1, 6),
+    max_span=st.integers(1, 8),
 )
-def test_find_spans_agree_on_any_small_corpus(texts, query, min_span, max_freq) -> None:
+def test_find_spans_agree_on_any_small_corpus(texts, query, min_span, max_freq, max_span) -> None:
     index = DatanetIndex.build(1, 1, [(i, words(t)) for i, t in enumerate(texts)])
     q = np.array(query, dtype=np.uint32)  # raw dense ids: 0 and ids above the vocabulary match nothing
-    lengths, spans = spans_of(index, q, native, min_span, max_freq)
-    ref_lengths, ref_spans = spans_of(index, q, reference, min_span, max_freq)
-    assert lengths.tolist() == ref_lengths.tolist() == brute_force_lengths(index, q)
+    lengths, spans = spans_of(index, q, native, min_span, max_freq, max_span)
+    ref_lengths, ref_spans = spans_of(index, q, reference, min_span, max_freq, max_span)
+    assert lengths.tolist() == ref_lengths.tolist() == brute_force_lengths(index, q, max_span)
     assert spans.tolist() == ref_spans.tolist()
 
 
@@ -116,10 +118,10 @@ def test_spans_at_the_edges_of_the_suffix_array_and_text() -> None:
     ]
     for case in cases:
         q = np.array(case, dtype=np.uint32)
-        for min_span, max_freq in [(1, 1), (1, 100), (3, 2)]:
-            lengths, spans = spans_of(index, q, native, min_span, max_freq)
-            ref_lengths, ref_spans = spans_of(index, q, reference, min_span, max_freq)
-            assert lengths.tolist() == ref_lengths.tolist() == brute_force_lengths(index, q)
+        for min_span, max_freq, max_span in [(1, 1, 100), (1, 100, 100), (3, 2, 100), (2, 5, 4), (1, 3, 1)]:
+            lengths, spans = spans_of(index, q, native, min_span, max_freq, max_span)
+            ref_lengths, ref_spans = spans_of(index, q, reference, min_span, max_freq, max_span)
+            assert lengths.tolist() == ref_lengths.tolist() == brute_force_lengths(index, q, max_span)
             assert spans.tolist() == ref_spans.tolist()
 
 
@@ -310,3 +312,20 @@ def test_token_table_with_crafted_collisions_stays_exact() -> None:
     ids, starts, ends = table.tokenize(text)
     assert ids.tolist() == tokenize_reference(text).ids.tolist()
     assert len(table) == 64 and len(calls) > 100  # 64 cached; the others computed each time
+
+
+@pytest.mark.parametrize("distinct", [3, 300, 70_000])  # 1-, 2- and 4-byte symbols for divsufsort
+def test_suffix_array_is_sorted_permutation(distinct: int) -> None:
+    rng = random.Random(distinct)
+    tokens = list(range(distinct)) + [rng.randrange(distinct) for _ in range(5_000)]
+    chunks = [tokens[k : k + 997] for k in range(0, len(tokens), 997)]
+    index = DatanetIndex.build(1, 1, [(k, words(chunk)) for k, chunk in enumerate(chunks)])
+    text = native.unpack_bits(index.tok_words, index.text_length, index.tok_width).tolist()
+    sa = native.unpack_bits(index.sa_words, index.text_length, index.sa_width).tolist()
+    assert sorted(sa) == list(range(len(text)))
+    assert distinct - 5 <= index.vocab_size <= distinct  # a few 32-bit id collisions among 70,000 words
+    for a, b in zip(sa, sa[1:]):
+        k = 0
+        while a + k < len(text) and b + k < len(text) and text[a + k] == text[b + k]:
+            k += 1
+        assert a + k == len(text) or (b + k < len(text) and text[a + k] < text[b + k])

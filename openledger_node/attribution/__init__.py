@@ -11,7 +11,15 @@ The hot paths run in the Cython core (``attribution_native``); ``implementation=
 "reference"`` selects the pure-Python reference instead (never chosen silently).
 """
 
-from .constants import ATTRIBUTION_VERSION, MAX_CONTRIBUTION_BYTES, MAX_FREQ, MAX_OUTPUT_BYTES, MIN_SPAN, SCALE
+from .constants import (
+    ATTRIBUTION_VERSION,
+    MAX_CONTRIBUTION_BYTES,
+    MAX_FREQ,
+    MAX_OUTPUT_BYTES,
+    MAX_SPAN,
+    MIN_SPAN,
+    SCALE,
+)
 from .fee import split_fee
 from .index import DatanetIndex, IndexFormatError
 from .results import Attribution, Credit, Span
@@ -23,6 +31,7 @@ __all__ = [
     "MAX_CONTRIBUTION_BYTES",
     "MAX_FREQ",
     "MAX_OUTPUT_BYTES",
+    "MAX_SPAN",
     "MIN_SPAN",
     "SCALE",
     "Attribution",

@@ -12,6 +12,7 @@ TOKEN_HASH_PERSON = b"olattr-v1"
 # Spans.
 MIN_SPAN = 8  # tokens: shorter matches earn nothing
 MAX_FREQ = 32  # occurrences in the index: a span found more often earns nothing
+MAX_SPAN = 128  # tokens: longer matches are cut into pieces (bounds the work per output token)
 SCALE = 65_536  # score of a span held by one contribution: SCALE * length**2
 
 # Near-duplicates: MinHash over token shingles, banded for lookup.

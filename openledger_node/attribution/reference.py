@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .constants import MASK64, MAX_FREQ, MIN_SPAN, NEAR_DUP_MIN_AGREE, SCALE
+from .constants import MASK64, MAX_FREQ, MAX_SPAN, MIN_SPAN, NEAR_DUP_MIN_AGREE, SCALE
 from .index import DatanetIndex
 from .neardup import mix64
 from .results import Attribution, Credit, Span
@@ -144,6 +144,7 @@ def find_spans(
     query: Sequence[int],
     min_span: int,
     max_freq: int,
+    max_span: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """See ``attribution_native._core.find_spans``: the same results, searched over the
     whole suffix array with plain binary searches (the bucket array is not used)."""
@@ -170,17 +171,24 @@ def find_spans(
         k = common(p, i, size)
         return k < size and (p + k == n or token(p + k) < q[i + k])
 
-    lengths, spans, previous_end = [], [], 0
+    lengths = []
     for i in range(m):
-        r = _first_false(lambda row: less(row, i, m - i), 0, n)
-        length = max((common(suffix(row), i, m - i) for row in (r - 1, r) if 0 <= row < n), default=0)
-        if length >= min_span and i + length > previous_end:
-            first = _first_false(lambda row: less(row, i, length), 0, n)
-            last = _first_false(lambda row: common(suffix(row), i, length) == length, first, n)
-            if last - first <= max_freq:
-                spans.append((i, length, first, last))
-        lengths.append(length)
-        previous_end = max(previous_end, i + length)
+        size = min(m - i, max_span)
+        r = _first_false(lambda row: less(row, i, size), 0, n)
+        lengths.append(max((common(suffix(row), i, size) for row in (r - 1, r) if 0 <= row < n), default=0))
+    spans, end, resume = [], 0, 0
+    for i, length in enumerate(lengths):
+        if i < resume:
+            continue
+        if i + length > end:
+            if length >= min_span:
+                first = _first_false(lambda row: less(row, i, length), 0, n)
+                last = _first_false(lambda row: common(suffix(row), i, length) == length, first, n)
+                if last - first <= max_freq:
+                    spans.append((i, length, first, last))
+            end = i + length
+        if length == max_span:
+            resume = i + max_span
     return np.array(lengths, dtype=np.int64), np.array(spans, dtype=np.int64).reshape(len(spans), 4)
 
 
@@ -202,7 +210,7 @@ def attribute(indexes: Sequence[DatanetIndex], output: bytes) -> Attribution:
         starts = [int(s) for s in index.contribution_starts]
         _, found = find_spans(
             index.tok_words, index.tok_width, index.sa_words, index.sa_width, index.bucket,
-            index.text_length, query, MIN_SPAN, MAX_FREQ,
+            index.text_length, query, MIN_SPAN, MAX_FREQ, MAX_SPAN,
         )
         for start, length, first, last in found.tolist():
             holders = set()
@@ -223,6 +231,7 @@ def attribute(indexes: Sequence[DatanetIndex], output: bytes) -> Attribution:
     return Attribution(
         credits=tuple(Credit(d, c, score) for (d, c), score in sorted(credits.items())),
         spans=tuple(spans),
+        output_tokens=len(matches),
     )
 
 

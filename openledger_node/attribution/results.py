@@ -40,10 +40,13 @@ class Span:
 
 @dataclass(frozen=True)
 class Attribution:
-    """Credits ordered by (datanet id, contribution id); spans by (datanet id, version, start)."""
+    """Credits ordered by (datanet id, contribution id); spans by (datanet id, version,
+    start); ``output_tokens``, the number of tokens of the output (work is linear in it
+    times the number of indexes searched)."""
 
     credits: tuple[Credit, ...]
     spans: tuple[Span, ...]
+    output_tokens: int
 
     @property
     def total_score(self) -> int:

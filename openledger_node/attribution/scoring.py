@@ -2,9 +2,11 @@
 versions, credited to the contributions that hold them.
 
 For each Datanet version and each output position i, L_i is the length of the longest
-prefix of output[i:] that occurs in the version's text. A span [i, i + L_i) is kept when
-it is maximal (i + L_i > i - 1 + L_{i-1}: not inside the span of an earlier position),
-L_i >= MIN_SPAN, and it occurs at most MAX_FREQ times. Its holders are the distinct
+prefix of output[i:i + MAX_SPAN] that occurs in the version's text. Walking the positions
+in order, a span [i, i + L_i) is kept when it is maximal (it ends after every span of an
+earlier position), L_i >= MIN_SPAN, and it occurs at most MAX_FREQ times; a match of
+MAX_SPAN tokens makes the next MAX_SPAN - 1 positions pass (longer matches are cut into
+pieces of MAX_SPAN tokens). Its holders are the distinct
 originals of the contributions it occurs in (a near-duplicate counts as its original);
 with h holders each one is credited SCALE * L_i**2 // h**2. A contribution's score is
 the sum of its credits over all spans and all the given versions.
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import backend
-from .constants import MAX_FREQ, MAX_OUTPUT_BYTES, MIN_SPAN, SCALE
+from .constants import MAX_FREQ, MAX_OUTPUT_BYTES, MAX_SPAN, MIN_SPAN, SCALE
 from .index import DatanetIndex
 from .results import Attribution, Credit, Span
 from .tokens import tokenize
@@ -89,7 +91,7 @@ def attribute(indexes: Sequence[DatanetIndex], output: bytes, *, implementation:
     for index in ordered_indexes(indexes):
         _, found = core.find_spans(
             index.tok_words, index.tok_width, index.sa_words, index.sa_width, index.bucket, index.text_length,
-            dense_query(index, tokens.ids), MIN_SPAN, MAX_FREQ,
+            dense_query(index, tokens.ids), MIN_SPAN, MAX_FREQ, MAX_SPAN,
         )
         for start, length, occurrences, ids, each in credit_spans(index, found, core):
             spans.append(
@@ -104,4 +106,5 @@ def attribute(indexes: Sequence[DatanetIndex], output: bytes, *, implementation:
     return Attribution(
         credits=tuple(Credit(d, c, score) for (d, c), score in sorted(credits.items())),
         spans=tuple(spans),
+        output_tokens=len(tokens.ids),
     )
