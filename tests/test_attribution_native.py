@@ -17,7 +17,7 @@ from openledger_node.attribution.neardup import SLOT_MUL, SLOT_XOR
 from openledger_node.attribution.scoring import dense_query
 from openledger_node.attribution.tokens import token_ids
 
-native = pytest.importorskip("attribution_native._core", reason="Cython core not built (scripts/setup.sh)")
+import attribution_native._core as native  # built by scripts/setup.sh; a missing build fails
 
 
 def words(tokens: list[int]) -> bytes:

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def token_artifact() -> dict[str, Any]:
     if NODE_BIN is None or not (REPO / "node_modules" / "solc").is_dir():
-        pytest.skip("node / npm packages not installed (run `npm ci`)")
+        pytest.fail("node / npm packages not installed: run scripts/setup.sh")
     return contract_artifact("TestToken")
 
 
@@ -288,7 +288,7 @@ def test_cast_send_call_balance_receipt(
 ) -> None:
     cast_bin = cast_binary()
     if cast_bin is None:
-        pytest.skip("node_modules/.bin/cast missing (run `npm ci`)")
+        pytest.fail("node_modules/.bin/cast missing: run scripts/setup.sh")
     (sender, sender_key), (recipient, _) = dev_accounts[5], dev_accounts[6]
     rpc = ["--rpc-url", devnet.url]
 

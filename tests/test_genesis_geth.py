@@ -33,7 +33,6 @@ def prague_genesis(**config) -> dict:
     }
 
 
-@pytest.mark.skipif(not (SUITE / "genesis.json").exists(), reason="suite not found")
 def test_the_suite_genesis_maps_onto_pyevm() -> None:
     genesis = parse_genesis(json.loads((SUITE / "genesis.json").read_text()))
     assert fork_at(genesis.forks, 2, 20) == "homestead" and fork_at(genesis.forks, 26, 260) == "berlin"

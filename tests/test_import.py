@@ -17,7 +17,6 @@ from openledger_node.chain.importer import ImportError_, import_chain, split_blo
 SUITE = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "execution-apis"
 GENESIS_HASH = "0x79e0f5ffb6a0c9f54d507dbbadc935603ac1db86d32f7857472180a75ec11f90"
 
-pytestmark = pytest.mark.skipif(not (SUITE / "chain.rlp").exists(), reason=f"suite not found at {SUITE}")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

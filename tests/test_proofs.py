@@ -18,7 +18,6 @@ from openledger_node.rpc.proof import account_proof
 SUITE = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "execution-apis"
 CONTRACT = bytes.fromhex("7dcd17433742f4c0ca53122ab541d0ba67fc27df")  # slot 0 holds 0x2a
 
-pytestmark = pytest.mark.skipif(not (SUITE / "chain.rlp").exists(), reason=f"suite not found at {SUITE}")
 
 
 @pytest.fixture(scope="module")

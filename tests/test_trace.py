@@ -556,7 +556,6 @@ def test_normal_execution_is_untouched(hist: History) -> None:
     assert not any(cls.__name__.startswith("Tracing") for cls in type(head_state).computation_class.__mro__)
 
 
-@pytest.mark.skipif(not (SUITE / "chain.rlp").exists(), reason=f"execution-apis suite not found at {SUITE}")
 def test_conformance_chain_traces_match_receipts(tmp_path: Path) -> None:
     """Every transaction of the execution-apis chain (Homestead to Prague, 45 blocks), traced
     block by block: gas used, success and logs (callTracer ``withLog``) are the receipts'."""

@@ -158,7 +158,7 @@ def topic_of(address: str) -> str:
 @pytest.fixture(scope="module")
 def token_artifact() -> dict[str, Any]:
     if NODE_BIN is None or not (REPO / "node_modules" / "solc").is_dir():
-        pytest.skip("node / npm packages not installed (run `npm ci`)")
+        pytest.fail("node / npm packages not installed: run scripts/setup.sh")
     from openledger_node.contracts import contract_artifact
 
     return contract_artifact("TestToken")
