@@ -21,13 +21,13 @@ from .encoding import (
     to_quantity,
 )
 from .jsonrpc import ExecutionReverted, InvalidParams, RPCError, ServerError
+from .proof import parse_storage_key
 from .views import transaction_json
 
 if TYPE_CHECKING:
     from ..node import Node
 
 FEE_HISTORY_MAX_BLOCKS = 1024
-_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
 _DECIMAL = re.compile(r"[0-9]{1,20}")
 MIN_SUGGESTED_TIP = 1_000_000  # 0.001 gwei: the sequencer takes any tip; wallets like a non-zero one
 
@@ -257,7 +257,7 @@ class EthAPI:
 
     def getStorageAt(self, address: Any, slot: Any, block: Any = "latest") -> str:
         address = parse_address(address)
-        key = _storage_key(slot)
+        key, _ = parse_storage_key(slot)
         state = self.node.state_at(self.reader.state_header(parse_block_tag(block)))
         return to_data(state.get_storage(address, key).to_bytes(32, "big"))
 
@@ -430,21 +430,6 @@ def _next_blob_base_fee(header) -> int:
 
     excess = max(0, header.excess_blob_gas + header.blob_gas_used - target)
     return fake_exponential(MIN_BLOB_BASE_FEE, excess, fraction)
-
-
-def _storage_key(slot: Any) -> int:
-    """A storage key as geth's ``decodeHash``: 0x optional, odd length left-padded, at most
-    32 bytes; a bad key is a plain (-32000) error."""
-    if not isinstance(slot, str):
-        raise InvalidParams(f"invalid storage key: expected a hex string, got {type(slot).__name__}")
-    digits = slot[2:] if slot[:2] in ("0x", "0X") else slot
-    if len(digits) % 2:
-        digits = "0" + digits
-    if len(digits) > 64:
-        raise ServerError("unable to decode storage key: hex string too long, want at most 32 bytes")
-    if not _HEX_DIGITS.fullmatch(digits):
-        raise ServerError("unable to decode storage key: hex string invalid")
-    return int(digits or "0", 16)
 
 
 def _hex_or_decimal(value: Any, *, name: str) -> int:
