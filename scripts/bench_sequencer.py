@@ -33,6 +33,7 @@ caps what any server can seal: 30M gas per 1 s block is 1,428 plain transfers/s.
 """
 from __future__ import annotations
 
+import abc
 import argparse
 import http.client
 import json
@@ -207,7 +208,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
+class Server(abc.ABC):
+    """A JSON-RPC server the bench starts as a subprocess (our node or anvil)."""
+
     name = "?"
 
     def __init__(self, block_time: float, workdir: Path, genesis: Path = GENESIS, gas_limit: int | None = None) -> None:
@@ -220,8 +223,9 @@ class Server:
         self.log_path = workdir / f"{self.name}.log"
         self._log = None
 
+    @abc.abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts this server."""
 
     def prepare(self) -> None:
         pass

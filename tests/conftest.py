@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 import threading
 import time
 from dataclasses import dataclass
@@ -84,15 +85,22 @@ def stop_node(node: Node, thread: threading.Thread) -> None:
     assert not thread.is_alive(), "node did not stop"
 
 
+@contextmanager
+def running_node(datadir: Path, **config: Any) -> Iterator[RunningNode]:
+    """A node on a background thread with an HTTP client; always stopped."""
+    node, thread = start_node(datadir, **config)
+    try:
+        with httpx.Client(timeout=30) as client:
+            yield RunningNode(node, node.rpc.url, datadir, client)
+    finally:
+        stop_node(node, thread)
+
+
 @pytest.fixture
 def devnet(tmp_path: Path) -> Iterator[RunningNode]:
     """A devnet node with --dev (unlocked dev accounts) that seals on demand."""
-    node, thread = start_node(tmp_path / "data", dev=True)
-    try:
-        with httpx.Client(timeout=30) as client:
-            yield RunningNode(node, node.rpc.url, tmp_path / "data", client)
-    finally:
-        stop_node(node, thread)
+    with running_node(tmp_path / "data", dev=True) as running:
+        yield running
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from eth_utils import keccak, to_checksum_address
 
 from openledger_node.contracts import compile_contracts, contract_artifact
 
-from conftest import RunningNode, start_node, stop_node
+from conftest import RunningNode, running_node, start_node, stop_node
 
 CHAIN_ID = 1612
 GWEI = 10**9
@@ -161,12 +161,8 @@ def probe_artifact() -> dict[str, Any]:
 @pytest.fixture
 def idle(tmp_path: Path) -> Iterator[RunningNode]:
     """A node with mining off: transactions wait in the pool."""
-    node, thread = start_node(tmp_path / "data", mining=False)
-    try:
-        with httpx.Client(timeout=30) as client:
-            yield RunningNode(node, node.rpc.url, tmp_path / "data", client)
-    finally:
-        stop_node(node, thread)
+    with running_node(tmp_path / "data", mining=False) as running:
+        yield running
 
 
 # ------------------------------------------------------------------ the fixed history
