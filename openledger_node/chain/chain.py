@@ -19,7 +19,8 @@ from eth_utils import ValidationError, encode_hex
 
 from .genesis import Genesis, GenesisError, fork_at, parse_genesis
 from .store import LevelStore
-from .vm import VM_BY_FORK
+from ..precompiles.store import IndexStore, OpenLedgerContext
+from .vm import OPENLEDGER_VM_BY_FORK, VM_BY_FORK, OpenLedgerChainContext
 
 log = logging.getLogger("openledger.chain")
 
@@ -38,16 +39,24 @@ class _ForkChain(Chain):
     check_seals = True  # False while importing a chain file whose proof-of-work seals are fake
     _importing: BlockHeaderAPI | None = None
 
-    def __init__(self, base_db, *, chain_id: int, schedule: tuple, deposit_contract: bytes | None = None) -> None:
+    def __init__(self, base_db, *, chain_id: int, schedule: tuple, deposit_contract: bytes | None = None,
+                 openledger: OpenLedgerContext | None = None) -> None:
         # Instance attributes rather than a class per chain: classes made at run time
         # end up in reference cycles that Python tears down noisily at exit.
         self.chain_id = chain_id
         self.schedule = schedule
         self.deposit_contract = deposit_contract
+        self.openledger = openledger  # None: an Ethereum chain, without the attribution precompiles
+        self.vms = OPENLEDGER_VM_BY_FORK if openledger is not None else VM_BY_FORK
         super().__init__(base_db)
 
+    def chain_context(self) -> ChainContext:
+        if self.openledger is None:
+            return ChainContext(self.chain_id)
+        return OpenLedgerChainContext(self.chain_id, self.openledger)
+
     def vm_class_for(self, number: int, timestamp: int):
-        return VM_BY_FORK[fork_at(self.schedule, number, timestamp)]
+        return self.vms[fork_at(self.schedule, number, timestamp)]
 
     def get_vm_class(self, header: BlockHeaderAPI):  # type: ignore[override]
         return self.vm_class_for(header.block_number, header.timestamp)
@@ -64,7 +73,7 @@ class _ForkChain(Chain):
         vm = self.get_vm_class(header)(
             header=header,
             chaindb=self.chaindb,
-            chain_context=ChainContext(self.chain_id),
+            chain_context=self.chain_context(),
             consensus_context=self.consensus_context,
         )
         if not self.check_seals:
@@ -103,11 +112,17 @@ class SealedBlock:
 class Blockchain:
     """One chain in one datadir.  Every method runs on the node's single thread."""
 
-    def __init__(self, store: LevelStore, genesis: Genesis) -> None:
+    def __init__(self, store: LevelStore, genesis: Genesis, datadir: Path | None = None) -> None:
         self.store = store
         self.genesis = genesis
+        self.datadir = datadir
+        openledger = None
+        if genesis.treasury is not None:  # an OpenLedger chain: Datanets and Proof of Attribution
+            indexes = IndexStore(Path(datadir) / "attribution" if datadir is not None else None)
+            openledger = OpenLedgerContext(treasury=genesis.treasury, indexes=indexes)
+        self.openledger = openledger
         self.chain = _ForkChain(store, chain_id=genesis.chain_id, schedule=genesis.forks,
-                                deposit_contract=genesis.deposit_contract)
+                                deposit_contract=genesis.deposit_contract, openledger=openledger)
         self.chaindb = self.chain.chaindb
 
     # -- opening ---------------------------------------------------------------------
@@ -129,8 +144,8 @@ class Blockchain:
             if existing != genesis.canonical_json:
                 store.close()
                 raise DatadirError(f"datadir {datadir} already holds a different chain; refusing to overwrite it")
-            return cls(store, genesis)
-        node = cls(store, genesis)
+            return cls(store, genesis, datadir)
+        node = cls(store, genesis, datadir)
         node._write_genesis()
         store[GENESIS_KEY] = genesis.canonical_json
         store.commit()
@@ -153,7 +168,7 @@ class Blockchain:
         except (GenesisError, ValueError) as exc:
             store.close()
             raise DatadirError(f"datadir {datadir} holds an unreadable genesis: {exc}") from None
-        return cls(store, genesis)
+        return cls(store, genesis, Path(datadir))
 
     def close(self) -> None:
         self.store.discard()

@@ -1,9 +1,9 @@
 """The node's fork VMs.
 
 Every fork the node can run is py-evm's VM for that fork, configured under an
-OpenLedger name so that the node's own additions (the attribution precompiles)
-have one place to live, plus a few speed-ups that give identical blocks.  Nothing
-here changes Ethereum's rules.
+OpenLedger name, plus a few speed-ups that give identical blocks (``VM_BY_FORK``:
+Ethereum's rules, unchanged).  Chains with an ``openledger`` genesis section run
+``OPENLEDGER_VM_BY_FORK``: the same VMs with the attribution precompiles added.
 """
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ from eth.vm.forks.prague.constants import (
     DEPOSIT_REQUEST_TYPE,
 )
 
+from eth.vm.chain_context import ChainContext
+
 from .. import blobs
+from ..precompiles.attribution import ProofOfAttribution
+from ..precompiles.registry import DatanetRegistry
 from . import trie
 
 trie.use_in_py_evm()  # same roots, built faster
@@ -105,3 +109,46 @@ def _node_vm(name: str, vm):
 
 VM_BY_FORK = {name: _node_vm(name, vm) for name, vm in FORKS}
 FORK_ORDER = [name for name, _ in FORKS]
+
+
+class OpenLedgerChainContext(ChainContext):
+    """py-evm's chain context plus what the OpenLedger precompiles need (the treasury and
+    the attribution indexes: precompiles.store.OpenLedgerContext)."""
+
+    def __init__(self, chain_id: int, openledger) -> None:
+        super().__init__(chain_id)
+        self.openledger = openledger
+
+
+class _PrecompileVM:
+    @classmethod
+    def create_execution_context(cls, header, prev_hashes, chain_context):
+        context = super().create_execution_context(header, prev_hashes, chain_context)
+        # Read by the precompiles (precompiles.base.Call.context); None outside a chain
+        # built with an OpenLedger context, and then a precompile call fails loudly.
+        context.openledger = getattr(chain_context, "openledger", None)
+        return context
+
+
+def _with_precompiles(vm):
+    """``vm`` with DatanetRegistry at 0x…0A01 and ProofOfAttribution at 0x…0A02."""
+    state_class = vm.get_state_class()
+    computation_class = state_class.computation_class
+    precompiles = {**computation_class.get_precompiles(), **OPENLEDGER_PRECOMPILES}
+    computation = type(computation_class.__name__, (computation_class,), {"_precompiles": precompiles, "__module__": __name__})
+    state = type(state_class.__name__, (state_class,), {"computation_class": computation, "__module__": __name__})
+    name = vm.__name__.replace("OpenLedger", "OpenLedgerPoA")
+    return type(name, (_PrecompileVM, vm), {"_state_class": state, "__module__": __name__})
+
+
+# The OpenLedger precompiles exist on chains whose genesis has an ``openledger`` section,
+# from Berlin on (they price storage as EIP-2929 does).  Building them checks each
+# implementation against its Solidity interface: a mismatch stops the node here.
+OPENLEDGER_PRECOMPILES = {
+    precompile.address: precompile for precompile in (DatanetRegistry(), ProofOfAttribution())
+}
+_FIRST_PRECOMPILE_FORK = FORK_ORDER.index("berlin")
+OPENLEDGER_VM_BY_FORK = {
+    name: _with_precompiles(vm) if FORK_ORDER.index(name) >= _FIRST_PRECOMPILE_FORK else vm
+    for name, vm in VM_BY_FORK.items()
+}

@@ -42,12 +42,11 @@ from eth.db.atomic import AtomicDBWriteBatch
 from eth.db.backends.base import BaseAtomicDB
 from eth.db.chain import ChainDB
 from eth.exceptions import Revert
-from eth.vm.chain_context import ChainContext
 from eth.vm.forks.shanghai.withdrawals import Withdrawal
 from eth_utils import to_checksum_address
 
 from ..chain.genesis import fork_at
-from ..chain.vm import FORK_ORDER, VM_BY_FORK
+from ..chain.vm import FORK_ORDER, OPENLEDGER_VM_BY_FORK, VM_BY_FORK
 from .encoding import parse_address, parse_block_tag, parse_bool, parse_data, parse_hash, parse_quantity, to_data, to_quantity
 from .jsonrpc import RPCError, decode_revert_reason
 from .views import header_json, transaction_json
@@ -458,10 +457,10 @@ def _sim_computation(base: type) -> type:
 
 
 @functools.lru_cache(maxsize=None)
-def _sim_vm(fork: str) -> type:
-    """The node's VM for ``fork`` with a state that traces, moves precompiles and takes
-    a blob base fee override."""
-    vm_class = VM_BY_FORK[fork]
+def _sim_vm(fork: str, openledger: bool = False) -> type:
+    """The node's VM for ``fork`` (with the OpenLedger precompiles if ``openledger``) with
+    a state that traces, moves precompiles and takes a blob base fee override."""
+    vm_class = (OPENLEDGER_VM_BY_FORK if openledger else VM_BY_FORK)[fork]
     state_class = vm_class.get_state_class()
     attrs: dict[str, Any] = {"computation_class": _sim_computation(state_class.computation_class)}
     if FORK_ORDER.index(fork) >= FORK_ORDER.index("cancun"):
@@ -525,7 +524,7 @@ class Simulator:
         self.chaindb = ChainDB(self.db)
         self.schedule = self.chain.genesis.forks
         base_fork = fork_at(self.schedule, base.block_number, base.timestamp)
-        self.base_precompiles = VM_BY_FORK[base_fork].get_state_class().computation_class.get_precompiles()
+        self.base_precompiles = self.chain.chain.vms[base_fork].get_state_class().computation_class.get_precompiles()
         self.fork = base_fork  # the fork of the block being simulated
 
     # -- blocks ----------------------------------------------------------------------------
@@ -572,7 +571,8 @@ class Simulator:
     def run_block(self, plan: PlannedBlock, parent: BlockHeaderAPI, previous: BlockHeaderAPI):
         fork = self.fork = fork_at(self.schedule, plan.number, plan.time)
         header = self._header(plan, fork, parent, previous)
-        vm = _sim_vm(fork)(header=header, chaindb=self.chaindb, chain_context=ChainContext(self.chain.chain_id),
+        vm = _sim_vm(fork, self.chain.openledger is not None)(header=header, chaindb=self.chaindb,
+                                                              chain_context=self.chain.chain.chain_context(),
                            consensus_context=self.chain.chain.consensus_context)
         if self.chain.genesis.deposit_contract is not None:
             vm.deposit_contract_address = self.chain.genesis.deposit_contract
