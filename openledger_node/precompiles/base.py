@@ -166,8 +166,11 @@ class Precompile:
 
     def __init__(self) -> None:
         self.handlers: dict[bytes, Callable] = {}
+        names: dict[str, object] = {}
+        for klass in reversed(type(self).__mro__[: type(self).__mro__.index(Precompile)]):
+            names.update(vars(klass))  # the most derived definition wins
         handlers = {
-            name for name, value in vars(type(self)).items()
+            name for name, value in names.items()
             if callable(value) and not isinstance(value, staticmethod) and name[0].islower()
         }
         missing = sorted(set(self.interface.functions) - handlers)
