@@ -32,3 +32,6 @@ def register_all(dispatcher: Dispatcher, node: "Node") -> None:
     from .dev import register as register_dev
 
     register_dev(dispatcher, node)
+    from .ol import register as register_ol
+
+    register_ol(dispatcher, node)  # ol_: Datanets, models, inferences and their attribution
