@@ -1,0 +1,154 @@
+"""The BatchInbox L1 contract (``contracts/BatchInbox.sol``): calls, event, errors.
+
+The signatures are written out here so that the poster and the auditor need no
+Solidity compiler at run time; ``tests/test_settlement_inbox.py`` checks them against
+the compiled ABI.  Deployment (devnet, tests) compiles the contract.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import eth_abi
+from eth_hash.auto import keccak
+
+APPEND_SIGNATURE = "appendBatch(uint256,uint64,uint64,bytes32,bytes32,bytes)"
+APPEND_TYPES = ["uint256", "uint64", "uint64", "bytes32", "bytes32", "bytes"]
+APPEND_SELECTOR = keccak(APPEND_SIGNATURE.encode())[:4]
+EVENT_SIGNATURE = "BatchAppended(uint256,uint64,uint64,bytes32,bytes32,bytes32,bytes32)"
+EVENT_TOPIC = keccak(EVENT_SIGNATURE.encode())
+ERRORS = (
+    "NotBatcher(address)", "NotFromOrigin()", "UnexpectedIndex(uint256,uint256)",
+    "UnexpectedFirstBlock(uint64,uint64)", "EmptyRange(uint64,uint64)", "EmptyData()", "NoSuchBatch(uint256)",
+)
+_ERRORS_BY_SELECTOR = {keccak(sig.encode())[:4]: sig for sig in ERRORS}
+OUTPUT_VERSION = 0
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(signature.encode())[:4]
+
+
+def output_root(state_root: bytes, block_hash: bytes) -> bytes:
+    """keccak256(abi.encode(OUTPUT_VERSION, stateRoot, blockHash)), as the contract computes it."""
+    return keccak(eth_abi.encode(["uint256", "bytes32", "bytes32"], [OUTPUT_VERSION, state_root, block_hash]))
+
+
+@dataclass(frozen=True)
+class AppendCall:
+    index: int
+    first_block: int
+    last_block: int
+    state_root: bytes
+    block_hash: bytes
+    data: bytes
+
+    def encode(self) -> bytes:
+        return APPEND_SELECTOR + eth_abi.encode(APPEND_TYPES, [
+            self.index, self.first_block, self.last_block, self.state_root, self.block_hash, self.data])
+
+    @classmethod
+    def decode(cls, calldata: bytes) -> "AppendCall":
+        """Raises ValueError when ``calldata`` is not an appendBatch call."""
+        if calldata[:4] != APPEND_SELECTOR:
+            raise ValueError("not an appendBatch call")
+        try:
+            values = eth_abi.decode(APPEND_TYPES, calldata[4:])
+        except Exception as exc:  # eth_abi raises several unrelated types on bad input
+            raise ValueError(f"undecodable appendBatch arguments: {exc}") from None
+        return cls(*values)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One BatchAppended event: what L1 holds for a batch."""
+
+    index: int
+    first_block: int
+    last_block: int
+    state_root: bytes
+    block_hash: bytes
+    output_root: bytes
+    data_hash: bytes
+    l1_block: int
+    l1_tx: bytes
+
+    @classmethod
+    def from_log(cls, log: dict[str, Any]) -> "BatchRecord":
+        topics = log["topics"]
+        first, last, state_root, block_hash, out_root, data_hash = eth_abi.decode(
+            ["uint64", "uint64", "bytes32", "bytes32", "bytes32", "bytes32"], bytes.fromhex(log["data"][2:]))
+        return cls(int(topics[1], 16), first, last, state_root, block_hash, out_root, data_hash,
+                   int(log["blockNumber"], 16), bytes.fromhex(log["transactionHash"][2:]))
+
+
+def call_data(signature: str, types: list[str] | None = None, values: list[Any] | None = None) -> bytes:
+    return _selector(signature) + (eth_abi.encode(types, values) if types else b"")
+
+
+BATCH_COUNT = call_data("batchCount()")
+NEXT_BLOCK = call_data("nextBlock()")
+BATCHER = call_data("batcher()")
+L2_GENESIS = call_data("l2Genesis()")
+
+
+def decode_uint(raw: bytes) -> int:
+    return eth_abi.decode(["uint256"], raw)[0]
+
+
+def decode_address(raw: bytes) -> bytes:
+    return bytes.fromhex(eth_abi.decode(["address"], raw)[0][2:])
+
+
+def describe_revert(data: Any) -> str:
+    """The contract's custom error in words, e.g. ``UnexpectedIndex(3, 2)``."""
+    if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
+        return "reverted"
+    raw = bytes.fromhex(data[2:])
+    signature = _ERRORS_BY_SELECTOR.get(raw[:4])
+    if signature is None:
+        return f"reverted with 0x{raw.hex()}"
+    types = [t for t in signature[signature.index("(") + 1:-1].split(",") if t]
+    try:
+        args = eth_abi.decode(types, raw[4:]) if types else ()
+    except Exception:
+        return signature
+    return f"{signature[:signature.index('(')]}({', '.join(str(a) for a in args)})"
+
+
+def deployment_code(batcher: bytes, l2_genesis: bytes) -> bytes:
+    """Creation code of BatchInbox with its constructor arguments (compiles the contract)."""
+    from ..contracts import CONTRACTS_DIR, compile_contracts
+
+    artifact = compile_contracts([CONTRACTS_DIR / "BatchInbox.sol"])["BatchInbox"]
+    return bytes.fromhex(artifact["bytecode"][2:]) + eth_abi.encode(["address", "bytes32"], [batcher, l2_genesis])
+
+
+async def deploy(l1, key: bytes, batcher: bytes, l2_genesis: bytes) -> bytes:
+    """Deploy a BatchInbox from ``key`` on the L1 behind ``l1`` (an L1Client); its address."""
+    from eth_account import Account
+
+    from .l1 import hex_bytes, hex_int
+
+    account = Account.from_key(key)
+    sender = bytes.fromhex(account.address[2:])
+    code = deployment_code(batcher, l2_genesis)
+    gas = hex_int(await l1.call("eth_estimateGas", {"from": account.address, "data": "0x" + code.hex()}))
+    base = (await l1.block("latest")).base_fee
+    tip = await l1.max_priority_fee()
+    signed = account.sign_transaction({
+        "type": 2, "chainId": await l1.chain_id(), "nonce": await l1.nonce(sender, "pending"),
+        "gas": gas * 5 // 4, "maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip, "value": 0,
+        "data": code,
+    })
+    tx_hash = await l1.send_raw(bytes(signed.raw_transaction))
+    import asyncio
+
+    for _ in range(600):
+        receipt = await l1.receipt(tx_hash)
+        if receipt is not None:
+            if hex_int(receipt["status"]) != 1:
+                raise RuntimeError(f"BatchInbox deployment 0x{tx_hash.hex()} reverted")
+            return hex_bytes(receipt["contractAddress"])
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"BatchInbox deployment 0x{tx_hash.hex()} not included after 60s")
