@@ -41,6 +41,12 @@ class NodeConfig:
     max_batch: int = 1000
     pool: PoolLimits = field(default_factory=PoolLimits)
     sync_writes: bool = True  # fsync each block's write batch
+    # Settlement (docs/batches.md): the batch poster runs when l1_rpc is set.
+    l1_rpc: str | None = None
+    l1_inbox: str | None = None  # BatchInbox address on the L1
+    l1_keystore: Path | None = None  # batcher key; else OPENLEDGER_BATCHER_KEY
+    batch_max_age: float = 30.0  # seconds before a batch is closed however small
+    batch_max_bytes: int = 100_000  # compressed batch data per L1 transaction
 
 
 class Node:
@@ -76,6 +82,15 @@ class Node:
 
         register_all(self.dispatcher, self)
         self.rpc: RPCServer | None = None
+        self.poster = None
+        if config.l1_rpc:
+            from .settlement.poster import poster_from_config
+
+            try:
+                self.poster = poster_from_config(self.blockchain, config)
+            except Exception:  # PosterConfigError: the node does not start
+                self.blockchain.close()
+                raise
 
     # -- state helpers used by RPC and the pool --------------------------------------------
     def state_at(self, header: BlockHeaderAPI):
@@ -222,6 +237,7 @@ class Node:
         if ready is not None:
             ready(self)
         producer = asyncio.create_task(self.sequencer.run(), name="sequencer")
+        poster = asyncio.create_task(self.poster.run(), name="batch-poster") if self.poster else None
         stopper = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait({producer, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -233,6 +249,9 @@ class Node:
             self.sequencer.stop()
             stopper.cancel()
             await asyncio.gather(producer, return_exceptions=True)
+            if poster is not None:
+                self.poster.stop()
+                await asyncio.gather(poster, return_exceptions=True)
             await self.rpc.stop_async()
             last = self.blockchain.head.block_number
             self.blockchain.close()

@@ -35,3 +35,4 @@ def register_all(dispatcher: Dispatcher, node: "Node") -> None:
     from .ol import register as register_ol
 
     register_ol(dispatcher, node)  # ol_: Datanets, models, inferences and their attribution
+    from .ol_sync import register as register_ol_sync; register_ol_sync(dispatcher, node)  # ol_syncStatus
