@@ -59,6 +59,8 @@ def load_config(path: Optional[Path]) -> dict[str, Any]:
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "datadir": (str, Path), "http_host": (str,), "http_port": (int,), "block_time": (int, float),
     "dev": (bool,), "mining": (bool,), "max_body_bytes": (int,), "max_batch": (int,), "sync_writes": (bool,),
+    "l1_rpc": (str,), "l1_inbox": (str,), "l1_keystore": (str, Path), "batch_max_age": (int, float),
+    "batch_max_bytes": (int,),
 }
 
 
@@ -102,6 +104,10 @@ def run(
     block_time: Optional[float] = typer.Option(None, "--block-time", help="seconds between blocks [2]; 0 seals as soon as transactions wait"),
     dev: Optional[bool] = typer.Option(None, "--dev/--no-dev", help="unlock the documented dev accounts (eth_sendTransaction, eth_sign, ...)"),
     mining: Optional[bool] = typer.Option(None, "--mining/--no-mining", help="produce blocks [on]; off: serve RPC only"),
+    l1_rpc: Optional[str] = typer.Option(None, "--l1-rpc", help="L1 JSON-RPC URL: post batches there (needs --l1-inbox and a batcher key)"),
+    l1_inbox: Optional[str] = typer.Option(None, "--l1-inbox", help="address of the BatchInbox contract on the L1"),
+    l1_keystore: Optional[Path] = typer.Option(None, "--l1-keystore", help="batcher keystore (password in OPENLEDGER_BATCHER_PASSWORD); else the key in OPENLEDGER_BATCHER_KEY"),
+    batch_max_age: Optional[float] = typer.Option(None, "--batch-max-age", help="seconds before a batch is posted however small [30]"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Serve JSON-RPC and produce blocks until SIGINT/SIGTERM."""
@@ -109,11 +115,13 @@ def run(
     from .chain.store import StoreLockedError
     from .node import Node, NodeConfig
     from .rpc.server import PortInUseError
+    from .settlement.poster import PosterConfigError
 
     setup_logging(log_level)
     settings = load_config(config)
     for key, value in (("datadir", datadir), ("http_host", http_host), ("http_port", http_port),
-                       ("block_time", block_time), ("dev", dev), ("mining", mining)):
+                       ("block_time", block_time), ("dev", dev), ("mining", mining), ("l1_rpc", l1_rpc),
+                       ("l1_inbox", l1_inbox), ("l1_keystore", l1_keystore), ("batch_max_age", batch_max_age)):
         if value is not None:
             settings[key] = value
     if "datadir" not in settings:
@@ -124,6 +132,10 @@ def run(
         fail(f"unknown config keys: {', '.join(unknown)}")
     check_types(settings)
     settings["datadir"] = Path(settings["datadir"])
+    if settings.get("l1_keystore") is not None:
+        settings["l1_keystore"] = Path(settings["l1_keystore"])
+    if settings.get("l1_rpc") and not settings.get("l1_inbox"):
+        fail("--l1-rpc needs --l1-inbox (the BatchInbox address on the L1)")
     if settings.get("block_time", 2.0) < 0:
         fail("--block-time must be 0 or more")
     if not 0 <= settings.get("http_port", 8545) <= 65535:
@@ -131,7 +143,7 @@ def run(
     cfg = NodeConfig(**settings)
     try:
         node = Node(cfg)
-    except (DatadirError, StoreLockedError) as exc:
+    except (DatadirError, StoreLockedError, PosterConfigError) as exc:
         fail(str(exc))
 
     started = False
@@ -190,6 +202,66 @@ def import_(
     typer.echo(f"import done: {summary.imported} blocks imported, {summary.skipped} already present, "
                f"{summary.transactions} txs, {summary.gas} gas in {summary.seconds:.2f}s; "
                f"head block {summary.head_number} 0x{summary.head_hash.hex()}")
+
+
+@app.command()
+def replay(
+    l1_rpc: str = typer.Option(..., "--l1-rpc", help="L1 JSON-RPC URL"),
+    inbox_address: str = typer.Option(..., "--inbox", help="address of the BatchInbox contract on the L1"),
+    genesis: Path = typer.Option(..., "--genesis", help="the L2's genesis JSON file"),
+    datadir: Path = typer.Option(..., "--datadir", help="new directory for the rebuilt chain"),
+    from_l1_block: int = typer.Option(0, "--from-l1-block", help="first L1 block to search for batches (the inbox's deployment)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only the summary line"),
+) -> None:
+    """Rebuild the L2 from the batches on L1 alone and check every committed state root."""
+    from .chain.chain import Blockchain, DatadirError
+    from .chain.genesis import GenesisError, load_genesis
+    from .chain.store import StoreLockedError
+    from .settlement.l1 import L1Client, L1RPCError, L1Unavailable
+    from .settlement.replay import InboxMismatch, ReplayError, replay as replay_batches
+
+    try:
+        address = bytes.fromhex(inbox_address.removeprefix("0x"))
+    except ValueError:
+        address = b""
+    if len(address) != 20:
+        fail("--inbox must be a 20-byte hex address")
+    try:
+        Blockchain.init(datadir, load_genesis(genesis)).close()
+        chain = Blockchain.open(datadir, sync=False)  # each block still commits atomically
+    except (GenesisError, DatadirError, StoreLockedError) as exc:
+        fail(str(exc))
+
+    def progress(summary, record) -> None:
+        if not quiet:
+            typer.echo(f"batch {record.index}: blocks {record.first_block}-{record.last_block} "
+                       f"state root 0x{record.state_root.hex()} ok ({summary.blocks} blocks, "
+                       f"{summary.transactions} txs so far)")
+
+    async def main() -> object:
+        l1 = L1Client(l1_rpc, timeout=60)
+        try:
+            return await replay_batches(l1, address, chain, from_l1_block=from_l1_block, progress=progress)
+        finally:
+            await l1.close()
+
+    try:
+        summary = asyncio.run(main())
+    except ReplayError as exc:
+        chain.close()
+        fail(f"replay failed at {exc}", code=2)
+    except InboxMismatch as exc:
+        chain.close()
+        fail(str(exc))
+    except (L1Unavailable, L1RPCError) as exc:
+        head = chain.head.block_number
+        chain.close()
+        fail(f"L1: {exc} (replayed up to block {head}; run again to resume)")
+    chain.close()
+    rate = summary.transactions / summary.execute_seconds if summary.execute_seconds else 0.0
+    typer.echo(f"replay done: {summary.batches} batches, {summary.blocks} blocks, {summary.transactions} txs "
+               f"in {summary.seconds:.2f}s ({rate:.0f} tx/s executing); head block {summary.head_number} "
+               f"0x{summary.head_hash.hex()} state root 0x{summary.state_root.hex()}")
 
 
 @app.command()

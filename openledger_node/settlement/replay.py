@@ -1,0 +1,176 @@
+"""The auditor: rebuild the L2 from L1 alone and check every committed root.
+
+For each ``BatchAppended`` event of the inbox, in order, the auditor fetches the
+transaction that emitted it, takes the batch data from its calldata (checking it
+against the ``dataHash`` the contract computed), decodes it (``codec``), and builds
+each block with ``Blockchain.build_block``: the function the sequencer seals its own
+blocks with, given the same attributes (timestamp, fee recipient, extra data) and the
+same transactions.  Every transaction must go in; after the batch's last block the
+state root and block hash must equal those committed on L1.  Equal block hashes mean
+equal headers, so equal transactions, receipts and logs.
+
+Only one root per batch is committed, so a divergence inside a batch is named at the
+batch's last block, unless a transaction is refused earlier (then at that block).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+from eth_hash.auto import keccak
+
+from ..chain.chain import Blockchain
+from . import codec, inbox
+from .l1 import L1Client, hex_bytes
+
+LOG_RANGE = 10_000  # L1 blocks per eth_getLogs query
+
+
+class ReplayError(Exception):
+    """The first problem found: batch ``batch``, L2 block ``block``, and why."""
+
+    def __init__(self, batch: int, block: int | None, reason: str) -> None:
+        self.batch = batch
+        self.block = block
+        self.reason = reason
+        where = f"batch {batch}" + (f", block {block}" if block is not None else "")
+        super().__init__(f"{where}: {reason}")
+
+
+class InboxMismatch(Exception):
+    """The inbox is not one this replay can use (no contract, another chain's genesis)."""
+
+
+@dataclass
+class ReplaySummary:
+    batches: int = 0
+    blocks: int = 0
+    transactions: int = 0
+    seconds: float = 0.0
+    execute_seconds: float = 0.0  # of which spent building blocks
+    head_number: int = 0
+    head_hash: bytes = b""
+    state_root: bytes = b""
+
+
+async def check_inbox(l1: L1Client, address: bytes, blockchain: Blockchain) -> None:
+    if not await l1.code(address):
+        raise InboxMismatch(f"no contract at 0x{address.hex()} on the L1")
+    genesis = await l1.eth_call(address, inbox.L2_GENESIS)
+    ours = blockchain.header_by_number(0).hash
+    if genesis != ours:
+        raise InboxMismatch(f"the inbox records L2 genesis 0x{genesis.hex()}, the genesis file gives 0x{ours.hex()}")
+
+
+async def batch_records(l1: L1Client, address: bytes, from_block: int = 0) -> AsyncIterator[inbox.BatchRecord]:
+    """Every BatchAppended event of the inbox up to the L1 head, in order."""
+    head = await l1.block_number()
+    start = from_block
+    while start <= head:
+        end = min(start + LOG_RANGE - 1, head)
+        logs = await l1.logs(address, inbox.EVENT_TOPIC, start, end)
+        logs.sort(key=lambda entry: (int(entry["blockNumber"], 16), int(entry["logIndex"], 16)))
+        for entry in logs:
+            if not entry.get("removed"):
+                yield inbox.BatchRecord.from_log(entry)
+        start = end + 1
+
+
+async def batch_data(l1: L1Client, address: bytes, record: inbox.BatchRecord) -> bytes:
+    """The batch data from the calldata of the transaction that appended ``record``."""
+    tx = await l1.transaction(record.l1_tx)
+    if tx is None:
+        raise ReplayError(record.index, record.first_block, f"L1 transaction 0x{record.l1_tx.hex()} not found")
+    if (tx.get("to") or "").lower() != "0x" + address.hex():
+        raise ReplayError(record.index, record.first_block, "the batch's L1 transaction is not a call to the inbox")
+    try:
+        call = inbox.AppendCall.decode(hex_bytes(tx["input"]))
+    except ValueError as exc:
+        raise ReplayError(record.index, record.first_block, f"L1 transaction calldata: {exc}") from None
+    if keccak(call.data) != record.data_hash or call.index != record.index:
+        raise ReplayError(record.index, record.first_block, "the L1 transaction's data does not hash to the recorded dataHash")
+    return call.data
+
+
+def apply_batch(blockchain: Blockchain, record: inbox.BatchRecord, data: bytes) -> tuple[int, int]:
+    """Decode and execute one batch on ``blockchain``; (blocks, transactions) added.
+
+    Blocks the datadir already holds (an earlier, interrupted replay) are not rebuilt;
+    the batch's committed roots are still checked against them."""
+    try:
+        blocks = codec.decode_batch(data)
+    except codec.BatchDecodeError as exc:
+        raise ReplayError(record.index, record.first_block, f"undecodable batch data: {exc.reason}") from None
+    if blocks[0].number != record.first_block or blocks[-1].number != record.last_block:
+        raise ReplayError(record.index, blocks[0].number, f"the data holds blocks {blocks[0].number}-{blocks[-1].number}, "
+                          f"L1 records {record.first_block}-{record.last_block}")
+    added = txs = 0
+    for block in blocks:
+        if blockchain.head.block_number >= block.number:
+            continue
+        _build(blockchain, record.index, block)
+        added += 1
+        txs += len(block.transactions)
+    last = blockchain.header_by_number(record.last_block)
+    if last.state_root != record.state_root:
+        raise ReplayError(record.index, record.last_block, f"state root 0x{last.state_root.hex()} differs from the "
+                          f"root committed on L1, 0x{record.state_root.hex()}")
+    if last.hash != record.block_hash:
+        raise ReplayError(record.index, record.last_block, f"block hash 0x{last.hash.hex()} differs from the hash "
+                          f"committed on L1, 0x{record.block_hash.hex()}")
+    return added, txs
+
+
+def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> None:
+    parent = blockchain.head
+    if block.number != parent.block_number + 1:
+        raise ReplayError(batch, block.number, f"follows block {parent.block_number}")
+    if block.timestamp <= parent.timestamp:
+        raise ReplayError(batch, block.number, f"timestamp {block.timestamp} not after the parent's {parent.timestamp}")
+    if block.gas_limit != parent.gas_limit:
+        raise ReplayError(batch, block.number, f"gas limit {block.gas_limit} differs from the parent's {parent.gas_limit}")
+    transactions = []
+    for i, raw in enumerate(block.transactions):
+        try:
+            transactions.append(blockchain.decode_transaction(raw))
+        except Exception as exc:  # py-evm raises many types on malformed encodings
+            raise ReplayError(batch, block.number, f"transaction {i} cannot be decoded: {type(exc).__name__}") from None
+    sealed = blockchain.build_block(transactions, timestamp=block.timestamp, coinbase=block.fee_recipient,
+                                    extra_data=block.extra_data)
+    if sealed.rejected:
+        tx, reason = sealed.rejected[0]
+        raise ReplayError(batch, block.number, f"transaction 0x{tx.hash.hex()} refused: {reason}")
+    if len(sealed.block.transactions) != len(transactions):
+        raise ReplayError(batch, block.number, f"only {len(sealed.block.transactions)} of {len(transactions)} "
+                          "transactions fit in the block's gas limit")
+
+
+async def replay(
+    l1: L1Client,
+    address: bytes,
+    blockchain: Blockchain,
+    *,
+    from_l1_block: int = 0,
+    progress: Callable[[ReplaySummary, inbox.BatchRecord], None] | None = None,
+) -> ReplaySummary:
+    """Replay every batch of the inbox onto ``blockchain``; ReplayError at the first problem."""
+    await check_inbox(l1, address, blockchain)
+    summary = ReplaySummary()
+    started = time.perf_counter()
+    async for record in batch_records(l1, address, from_l1_block):
+        if record.index != summary.batches:
+            raise ReplayError(record.index, record.first_block, f"expected batch {summary.batches} next")
+        data = await batch_data(l1, address, record)
+        executing = time.perf_counter()
+        blocks, txs = apply_batch(blockchain, record, data)
+        summary.execute_seconds += time.perf_counter() - executing
+        summary.batches += 1
+        summary.blocks += blocks
+        summary.transactions += txs
+        if progress is not None:
+            progress(summary, record)
+    head = blockchain.head
+    summary.head_number, summary.head_hash, summary.state_root = head.block_number, head.hash, head.state_root
+    summary.seconds = time.perf_counter() - started
+    return summary

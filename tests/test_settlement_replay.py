@@ -1,0 +1,220 @@
+"""Settlement end to end, with a real anvil L1: the node's poster puts its blocks on L1,
+and ``openledger-node replay`` rebuilds the same chain from L1 alone, or names the first
+batch and block where L1 and the re-execution disagree."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_utils import to_checksum_address
+
+from anvil_process import Anvil, running_anvil
+from conftest import DEVNET_GENESIS, RunningNode, running_node
+from node_process import run_cli
+from openledger_node.chain.chain import Blockchain
+from openledger_node.chain.genesis import load_genesis
+from openledger_node.contracts import CONTRACTS_DIR, compile_contracts
+from openledger_node.devkeys import DEV_ACCOUNTS
+from openledger_node.settlement import codec, inbox
+from openledger_node.settlement.l1 import L1Client
+
+L2_CHAIN_ID = 1612
+BATCHER = DEV_ACCOUNTS[0]  # on the L1 (anvil funds the same dev accounts)
+OTHER_L1_KEY = DEV_ACCOUNTS[1]
+
+
+def genesis_hash() -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = Blockchain.init(Path(tmp), load_genesis(DEVNET_GENESIS))
+        try:
+            return chain.header_by_number(0).hash
+        finally:
+            chain.close()
+
+
+def sign(sender: int, nonce: int, to: str | None, data: bytes = b"", value: int = 0, gas: int = 21_000) -> str:
+    tx = {"type": 2, "chainId": L2_CHAIN_ID, "nonce": nonce, "value": value, "gas": gas, "data": data,
+          "maxFeePerGas": 10 * 10**9, "maxPriorityFeePerGas": 10**9}
+    if to is not None:
+        tx["to"] = to_checksum_address(to)
+    raw = Account.from_key(DEV_ACCOUNTS[sender][1]).sign_transaction(tx).raw_transaction.hex()
+    return raw if raw.startswith("0x") else "0x" + raw
+
+
+def produce_traffic(l2: RunningNode) -> int:
+    """Transfers from three accounts, a token deployment and token transfers; the tx count."""
+    token = compile_contracts([CONTRACTS_DIR / "TestToken.sol"])["TestToken"]
+    from eth_abi import encode
+
+    create = bytes.fromhex(token["bytecode"][2:]) + encode(["uint256"], [10**24])
+    hashes = [l2.rpc("eth_sendRawTransaction", sign(3, 0, None, create, gas=2_000_000))]
+    receipt = l2.wait_receipt(hashes[0])
+    token_address = receipt["contractAddress"]
+    for round_ in range(6):
+        for sender in (0, 1, 2):
+            hashes.append(l2.rpc("eth_sendRawTransaction", sign(sender, round_, "0x" + f"{sender + 1:02x}" * 20,
+                                                                value=10**15 + round_)))
+        call = bytes.fromhex("a9059cbb") + encode(["address", "uint256"], ["0x" + "77" * 20, 1000 + round_])
+        hashes.append(l2.rpc("eth_sendRawTransaction", sign(3, round_ + 1, token_address, call, gas=100_000)))
+        for tx_hash in hashes[-4:]:
+            l2.wait_receipt(tx_hash)
+    return len(hashes)
+
+
+def wait_posted(l2: RunningNode, timeout: float = 60) -> dict[str, Any]:
+    """ol_syncStatus once the L1 holds the L2 head."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = l2.rpc("ol_syncStatus")
+        posted = status["posted_l2"]
+        if posted is not None and posted["number"] == status["unsafe_l2"]["number"]:
+            return status
+        assert time.monotonic() < deadline, f"L1 did not catch up: {status}"
+        time.sleep(0.1)
+
+
+def poster_config(anvil: Anvil, address: str) -> dict[str, Any]:
+    return {"l1_rpc": anvil.url, "l1_inbox": address, "batch_max_age": 0.5}
+
+
+def replay(anvil: Anvil, address: str, datadir: Path):
+    return run_cli("replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis", str(DEVNET_GENESIS),
+                   "--datadir", str(datadir), timeout=300)
+
+
+def assert_same_chain(original: Path, rebuilt: Path) -> int:
+    a, b = Blockchain.open(original), Blockchain.open(rebuilt)
+    try:
+        assert a.head.block_number == b.head.block_number
+        for number in range(a.head.block_number + 1):
+            ha, hb = a.header_by_number(number), b.header_by_number(number)
+            assert (hb.hash, hb.state_root) == (ha.hash, ha.state_root), f"block {number} differs"
+            ra, rb = a.receipts(a.block(ha)), b.receipts(b.block(hb))
+            assert [r.encode() for r in rb] == [r.encode() for r in ra], f"receipts of block {number} differ"
+        return a.head.block_number
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.fixture
+def batcher_key(monkeypatch):
+    monkeypatch.setenv("OPENLEDGER_BATCHER_KEY", BATCHER[1])
+
+
+def test_replay_from_l1_rebuilds_the_same_chain(tmp_path: Path, batcher_key) -> None:
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
+            txs = produce_traffic(l2)
+            status = wait_posted(l2)
+            assert status["poster"]["lastError"] is None
+            assert int(status["current_l1"]["number"], 16) >= 1
+        records = anvil.batch_records(address)
+        assert [r.index for r in records] == list(range(len(records)))
+        assert records[0].first_block == 1
+        assert all(b.first_block == a.last_block + 1 for a, b in zip(records, records[1:]))
+
+        done = replay(anvil, address, tmp_path / "audit")
+        assert done.returncode == 0, done.stderr + done.stdout
+        summary = re.search(r"replay done: (\d+) batches, (\d+) blocks, (\d+) txs", done.stdout)
+        assert summary, done.stdout
+        assert int(summary.group(1)) == len(records)
+        assert int(summary.group(3)) == txs
+        head = assert_same_chain(tmp_path / "l2", tmp_path / "audit")
+        assert int(summary.group(2)) == head == records[-1].last_block
+
+
+def post_copy(anvil: Anvil, source: str, key: str, tamper_batch: int | None = None,
+              tamper_data_of: int | None = None, garbage: bytes = b"") -> str:
+    """A second inbox, fed by ``key`` with the batches of ``source``: the same data and roots,
+    except a wrong state root for batch ``tamper_batch`` or garbage data for ``tamper_data_of``."""
+    batcher = Account.from_key(key).address
+    address = anvil.deploy_inbox(key, batcher, genesis_hash())
+
+    async def feed() -> None:
+        l1 = L1Client(anvil.url)
+        try:
+            for record in anvil.batch_records(source):
+                tx = await l1.transaction(record.l1_tx)
+                call = inbox.AppendCall.decode(bytes.fromhex(tx["input"][2:]))
+                if record.index == tamper_batch:
+                    call = inbox.AppendCall(call.index, call.first_block, call.last_block, b"\x66" * 32,
+                                            call.block_hash, call.data)
+                if record.index == tamper_data_of:
+                    call = inbox.AppendCall(call.index, call.first_block, call.last_block, call.state_root,
+                                            call.block_hash, garbage)
+                await send(l1, key, address, call.encode())
+        finally:
+            await l1.close()
+
+    asyncio.run(feed())
+    return address
+
+
+async def send(l1: L1Client, key: str, to: str, data: bytes) -> None:
+    account = Account.from_key(key)
+    sender = bytes.fromhex(account.address[2:])
+    signed = account.sign_transaction({
+        "type": 2, "chainId": await l1.chain_id(), "nonce": await l1.nonce(sender, "pending"), "to": to_checksum_address(to),
+        "value": 0, "gas": 3_000_000, "maxFeePerGas": 100 * 10**9, "maxPriorityFeePerGas": 10**9, "data": data})
+    tx_hash = await l1.send_raw(bytes(signed.raw_transaction))
+    for _ in range(100):
+        receipt = await l1.receipt(tx_hash)
+        if receipt is not None:
+            assert int(receipt["status"], 16) == 1, f"L1 transaction reverted: {receipt}"
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("L1 transaction not mined")
+
+
+@pytest.fixture
+def posted_chain(tmp_path: Path, batcher_key):
+    """An anvil holding an inbox with a few batches of a devnet chain."""
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
+            for nonce in range(8):
+                l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(nonce % 3, nonce // 3, "0x" + "55" * 20, value=1)))
+                time.sleep(0.6)  # several batches
+            wait_posted(l2)
+        records = anvil.batch_records(address)
+        assert len(records) >= 3, records
+        yield anvil, address, records
+
+
+def test_a_tampered_root_is_reported_at_its_batch_and_last_block(tmp_path: Path, posted_chain) -> None:
+    anvil, address, records = posted_chain
+    bad = post_copy(anvil, address, OTHER_L1_KEY[1], tamper_batch=1)
+    done = replay(anvil, bad, tmp_path / "audit")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"replay failed at batch 1, block {records[1].last_block}: state root" in done.stderr
+    assert "Traceback" not in done.stderr
+    # The batch before the tampered one was checked and kept.
+    assert f"batch 0: blocks 1-{records[0].last_block}" in done.stdout
+
+
+@pytest.mark.parametrize("garbage", [b"\x01" + b"\xff" * 40, b"\x00" + b"x\x9c" + b"\x00" * 10, b"\x07abc",
+                                     b"\x00" + __import__("zlib").compress(b"\xc2\xc1\xc0")])
+def test_garbage_batch_data_is_reported_not_a_crash(tmp_path: Path, posted_chain, garbage: bytes) -> None:
+    anvil, address, records = posted_chain
+    bad = post_copy(anvil, address, OTHER_L1_KEY[1], tamper_data_of=2, garbage=garbage)
+    done = replay(anvil, bad, tmp_path / "audit")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"replay failed at batch 2, block {records[2].first_block}: undecodable batch data:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_replay_refuses_an_inbox_of_another_chain(tmp_path: Path) -> None:
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], b"\x12" * 32)
+        done = replay(anvil, address, tmp_path / "audit")
+        assert done.returncode == 1
+        assert "the inbox records L2 genesis 0x1212" in done.stderr
