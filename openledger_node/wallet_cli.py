@@ -105,7 +105,7 @@ def load_account(keystore: Optional[Path]):
             raise WalletError(f"keystore {keystore} is not a JSON keystore file") from None
         password = os.environ.get(PASSWORD_ENV)
         if password is None:
-            password = typer.prompt(f"password for {keystore}", hide_input=True)
+            password = typer.prompt(f"password for {keystore}", hide_input=True, err=True)  # stdout: --json
         try:
             key = Account.decrypt(document, password)
         except ValueError as exc:
@@ -159,20 +159,21 @@ def _plain(kind: str, value: Any) -> Any:
     return value
 
 
-def _shown(value: Any) -> str:
-    """A plain value as the human output writes it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and not re.fullmatch(r"0x[0-9a-fA-F]*", value):
+def _shown(kind: str, value: Any) -> str:
+    """A plain value of ABI type ``kind`` as the human output writes it."""
+    if kind.endswith("]"):
+        inner = kind[: kind.rindex("[")]
+        return "[" + ", ".join(_shown(inner, item) for item in value) + "]"
+    if kind == "string":
         return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_shown(item) for item in value) + "]"
+    if kind == "bool":
+        return "true" if value else "false"
     return str(value)
 
 
-def render_call(name: str, args: dict[str, Any]) -> str:
-    """``StakeTooLow(sent=1, minStake=10)``."""
-    return f"{name}(" + ", ".join(f"{key}={_shown(value)}" for key, value in args.items()) + ")"
+def render_call(name: str, kinds: dict[str, str], args: dict[str, Any]) -> str:
+    """``StakeTooLow(sent=1, minStake=10)``: plain ``args`` by name, with their ABI types."""
+    return f"{name}(" + ", ".join(f"{key}={_shown(kinds[key], value)}" for key, value in args.items()) + ")"
 
 
 @dataclass(frozen=True)
@@ -180,9 +181,10 @@ class DecodedEvent:
     name: str
     address: str
     args: dict[str, Any]
+    kinds: dict[str, str]
 
     def __str__(self) -> str:
-        return render_call(self.name, self.args)
+        return render_call(self.name, self.kinds, self.args)
 
     def as_json(self) -> dict[str, Any]:
         return {"event": self.name, "address": self.address, "args": self.args}
@@ -201,7 +203,7 @@ def decode_log(log: dict[str, Any]) -> Optional[DecodedEvent]:
             return None
         values = event.decode(topics, bytes.fromhex(log["data"][2:]))
         args = {name: _plain(kind, values[name]) for name, kind, _ in event.params}
-        return DecodedEvent(event.name, precompile.address, args)
+        return DecodedEvent(event.name, precompile.address, args, {name: kind for name, kind, _ in event.params})
     return None
 
 
@@ -218,8 +220,8 @@ def decode_revert(data: bytes) -> str:
             values = error.decode(bytes(data))
         except Exception:  # eth_abi's several decoding errors: a selector match with a bad body
             return f"{error.name} with undecodable arguments 0x{bytes(data).hex()}"
-        return render_call(error.name, {name: _plain(kind, values[name])
-                                        for name, kind in zip(error.input_names, error.inputs)})
+        kinds = dict(zip(error.input_names, error.inputs))
+        return render_call(error.name, kinds, {name: _plain(kind, values[name]) for name, kind in kinds.items()})
     reason = decode_revert_reason(bytes(data))
     if reason is not None:
         return f"execution reverted: {reason}"
@@ -529,6 +531,7 @@ def datanet_contribute(
     root = path if path.is_dir() else path.parent
     reports: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], str]] = []
+    outcomes: dict[str, Outcome] = {}
     # all sent first, then all awaited: a folder takes a block or two, not a block per file
     for file in files:
         report: dict[str, Any] = {"path": file.relative_to(root).as_posix()}
@@ -549,10 +552,11 @@ def datanet_contribute(
     for report, tx_hash in pending:
         try:
             outcome = wallet.wait(tx_hash)
-        except Reverted as exc:
+            report.update(outcome.as_json(), contributionId=_first_arg(outcome, "ContributionSubmitted", "contributionId"))
+        except WalletError as exc:  # reverted, or no receipt in time: reported with the others
             report.update(error=str(exc), skipped=False)
             continue
-        report.update(outcome.as_json(), contributionId=_first_arg(outcome, "ContributionSubmitted", "contributionId"))
+        outcomes[report["path"]] = outcome
     failed = [report for report in reports if "error" in report]
     if path.is_file() and failed and not as_json:
         raise WalletError(failed[0]["error"])
@@ -563,7 +567,7 @@ def datanet_contribute(
             continue
         lines.append(f"{report['path']}: contribution {report['contributionId']} "
                      f"(transaction {report['tx']}, block {report['block']})")
-        lines += [f"  {render_call(event['event'], event['args'])}" for event in report["events"]]
+        lines += [f"  {event}" for event in outcomes[report["path"]].events]
     lines.append(f"{len(reports) - len(failed)} of {len(reports)} files contributed, stake {value} wei each")
     _emit(as_json, {"datanetId": datanet_id, "stake": value, "files": reports,
                     "contributed": len(reports) - len(failed), "failed": len(failed)}, lines)
@@ -610,9 +614,9 @@ def datanet_show(
                 for number in range(1, datanet["versionCount"] + 1)]
     document: dict[str, Any] = {"datanetId": datanet_id, **datanet, "versions": versions}
     lines = [
-        f"datanet {datanet_id}: {_shown(datanet['name'])}",
+        f"datanet {datanet_id}: {_shown('string', datanet['name'])}",
         f"  owner          {datanet['owner']}",
-        f"  description    {_shown(datanet['description'])}",
+        f"  description    {_shown('string', datanet['description'])}",
         f"  min stake      {datanet['minStake']} wei ({format_amount(datanet['minStake'])})",
         f"  contributions  {datanet['contributionCount']} ({datanet['acceptedCount']} accepted)",
         f"  versions       {datanet['versionCount']}",
