@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import logging
+
 import httpx
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per L1 request in the node's log
 
 
 class L1Unavailable(Exception):
@@ -96,8 +100,11 @@ class L1Client:
     async def code(self, address: bytes, tag: str = "latest") -> bytes:
         return hex_bytes(await self.call("eth_getCode", to_hex(address), tag))
 
-    async def estimate_gas(self, sender: bytes, to: bytes, data: bytes) -> int:
-        return hex_int(await self.call("eth_estimateGas", {"from": to_hex(sender), "to": to_hex(to), "data": to_hex(data)}))
+    async def estimate_gas(self, sender: bytes, to: bytes, data: bytes, tag: str = "latest") -> int:
+        # At "latest": some L1s (anvil) estimate on the pending state, where a transaction
+        # of ours still in the pool would make the one replacing it look invalid.
+        return hex_int(await self.call("eth_estimateGas", {"from": to_hex(sender), "to": to_hex(to),
+                                                           "data": to_hex(data)}, tag))
 
     async def max_priority_fee(self) -> int:
         try:

@@ -320,19 +320,22 @@ class BatchPoster:
             "value": 0, "gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "data": calldata,
         }
         signed = self.account.sign_transaction(tx)
+        note = ""
         try:
             tx_hash = await self._l1.send_raw(bytes(signed.raw_transaction))
         except L1RPCError as exc:
             message = exc.message.lower()
-            if "underpriced" in message or "replacement" in message:
+            if "already known" in message or "already imported" in message or "known transaction" in message:
+                # The very same transaction (an earlier run built the same batch at the same fees).
+                tx_hash, note = bytes(signed.hash), " (already in the L1 pool)"
+            elif "underpriced" in message or "replacement" in message:
                 return None
-            if "nonce too low" in message or "already known" in message or "known transaction" in message:
-                if "already known" in message or "known transaction" in message:
-                    return bytes(signed.hash)
+            elif "nonce too low" in message:
                 raise _Resync(f"batcher nonce {nonce} already used: {exc.message}") from None
-            raise
-        log.info("batch %d sent: L2 blocks %d-%d, %d bytes, nonce %d, tx 0x%s", call.index, call.first_block,
-                 call.last_block, len(call.data), nonce, tx_hash.hex())
+            else:
+                raise
+        log.info("batch %d sent: L2 blocks %d-%d, %d bytes, nonce %d, tx 0x%s%s", call.index, call.first_block,
+                 call.last_block, len(call.data), nonce, tx_hash.hex(), note)
         return tx_hash
 
 
