@@ -368,13 +368,15 @@ class Wallet:
         self.nonce += 1
         return tx_hash
 
-    def wait(self, tx_hash: str) -> Outcome:
-        """The receipt's decoded events; a reverted transaction raises Reverted with the decoded error."""
-        deadline = time.monotonic() + self.receipt_timeout
+    def wait(self, tx_hash: str, deadline: Optional[float] = None) -> Outcome:
+        """The receipt's decoded events; a reverted transaction raises Reverted with the decoded error.
+        Waits until ``deadline`` (time.monotonic()), by default receipt_timeout from now."""
+        if deadline is None:
+            deadline = time.monotonic() + self.receipt_timeout
         delay = 0.05
         while (receipt := self.rpc("eth_getTransactionReceipt", tx_hash)) is None:
             if time.monotonic() > deadline:
-                raise WalletError(f"no receipt for {tx_hash} after {self.receipt_timeout:g}s "
+                raise WalletError(f"no receipt for {tx_hash} in {self.receipt_timeout:g}s "
                                   "(it may still be mined; look it up later)")
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
@@ -500,9 +502,9 @@ model_app = typer.Typer(no_args_is_help=True, help="Models trained on Datanet ve
 @datanet_app.command("create")
 @_operator_errors
 def datanet_create(
-    name: Annotated[str, typer.Argument(help="1 to 64 bytes")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="1 to 64 bytes")],
     description: Annotated[str, typer.Option("--description", help="at most 1024 bytes")] = "",
-    min_stake: Annotated[str, typer.Option("--min-stake", help="stake each contribution must carry: wei, or e.g. 1.5open, 2gwei")] = "0",
+    min_stake: Annotated[str, typer.Option("--min-stake", metavar="AMOUNT", help="stake each contribution must carry: wei, or e.g. 1.5open, 2gwei")] = "0",
     rpc: RpcUrl = DEFAULT_RPC, keystore: Keystore = None, timeout: Timeout = 120.0, as_json: JsonOut = False,
 ) -> None:
     """Create a Datanet owned by the signing account; prints its id."""
@@ -515,9 +517,9 @@ def datanet_create(
 @datanet_app.command("contribute")
 @_operator_errors
 def datanet_contribute(
-    datanet_id: Annotated[int, typer.Argument(min=0)],
-    path: Annotated[Path, typer.Argument(help="a UTF-8 text file, or a folder: one contribution per file in it")],
-    stake: Annotated[Optional[str], typer.Option("--stake", help="stake per contribution (default: the Datanet's minStake)")] = None,
+    datanet_id: Annotated[int, typer.Argument(min=0, metavar="DATANET_ID")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="a UTF-8 text file, or a folder: one contribution per file in it")],
+    stake: Annotated[Optional[str], typer.Option("--stake", metavar="AMOUNT", help="stake per contribution (default: the Datanet's minStake)")] = None,
     rpc: RpcUrl = DEFAULT_RPC, keystore: Keystore = None, timeout: Timeout = 120.0, as_json: JsonOut = False,
 ) -> None:
     """Submit PATH's files to a Datanet, one transaction each; exits 1 if any file failed."""
@@ -549,9 +551,10 @@ def datanet_contribute(
             pending.append((report, wallet.send(registry(), "contribute", datanet_id, data, value=value)))
         except (Reverted, RpcError) as exc:  # a revert, or refused by the pool: this file fails, the rest go on
             report.update(error=str(exc), skipped=False)
+    deadline = time.monotonic() + timeout  # for all of them: a stalled node costs one timeout, not one per file
     for report, tx_hash in pending:
         try:
-            outcome = wallet.wait(tx_hash)
+            outcome = wallet.wait(tx_hash, deadline)
             report.update(outcome.as_json(), contributionId=_first_arg(outcome, "ContributionSubmitted", "contributionId"))
         except WalletError as exc:  # reverted, or no receipt in time: reported with the others
             report.update(error=str(exc), skipped=False)
@@ -578,8 +581,8 @@ def datanet_contribute(
 @datanet_app.command("review")
 @_operator_errors
 def datanet_review(
-    datanet_id: Annotated[int, typer.Argument(min=0)],
-    contribution_id: Annotated[int, typer.Argument(min=0)],
+    datanet_id: Annotated[int, typer.Argument(min=0, metavar="DATANET_ID")],
+    contribution_id: Annotated[int, typer.Argument(min=0, metavar="CONTRIBUTION_ID")],
     accept: Annotated[bool, typer.Option("--accept/--reject", help="accept (stake refunded at publish) or reject (stake slashed to the owner)")],
     rpc: RpcUrl = DEFAULT_RPC, keystore: Keystore = None, timeout: Timeout = 120.0, as_json: JsonOut = False,
 ) -> None:
@@ -591,7 +594,7 @@ def datanet_review(
 @datanet_app.command("publish")
 @_operator_errors
 def datanet_publish(
-    datanet_id: Annotated[int, typer.Argument(min=0)],
+    datanet_id: Annotated[int, typer.Argument(min=0, metavar="DATANET_ID")],
     rpc: RpcUrl = DEFAULT_RPC, keystore: Keystore = None, timeout: Timeout = 120.0, as_json: JsonOut = False,
 ) -> None:
     """Freeze the accepted contributions into a new version (the Datanet's owner only); prints it."""
@@ -603,7 +606,7 @@ def datanet_publish(
 @datanet_app.command("show")
 @_operator_errors
 def datanet_show(
-    datanet_id: Annotated[int, typer.Argument(min=0)],
+    datanet_id: Annotated[int, typer.Argument(min=0, metavar="DATANET_ID")],
     contributions: Annotated[bool, typer.Option("--contributions", help="list every contribution too")] = False,
     rpc: RpcUrl = DEFAULT_RPC, as_json: JsonOut = False,
 ) -> None:
@@ -665,8 +668,8 @@ def _bytes32(text: str) -> bytes:
 @model_app.command("register")
 @_operator_errors
 def model_register(
-    name: Annotated[str, typer.Argument(help="1 to 64 bytes")],
-    datanet: Annotated[list[str], typer.Option("--datanet", help="ID:VERSION of a Datanet version the model was trained on (repeatable)")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="1 to 64 bytes")],
+    datanet: Annotated[list[str], typer.Option("--datanet", metavar="ID:VERSION", help="ID:VERSION of a Datanet version the model was trained on (repeatable)")],
     adapter_hash: Annotated[Optional[str], typer.Option("--adapter-hash", help="0x and 32 bytes of hex")] = None,
     adapter_file: Annotated[Optional[Path], typer.Option("--adapter-file", help="adapter weights: their keccak256 is the adapter hash")] = None,
     owner_share_bps: Annotated[int, typer.Option("--owner-share-bps", min=0, max=10_000, help="the owner's part of each fee, in basis points")] = 0,
@@ -686,10 +689,10 @@ def model_register(
 
 @_operator_errors
 def attribute(
-    model_id: Annotated[int, typer.Argument(min=0)],
+    model_id: Annotated[int, typer.Argument(min=0, metavar="MODEL_ID")],
     output: Annotated[Optional[str], typer.Option("--output", help="the inference's output text")] = None,
     output_file: Annotated[Optional[Path], typer.Option("--output-file", help="a file holding the output")] = None,
-    fee: Annotated[str, typer.Option("--fee", help="inference fee: wei, or e.g. 1.5open, 2gwei")] = "0",
+    fee: Annotated[str, typer.Option("--fee", metavar="AMOUNT", help="inference fee: wei, or e.g. 1.5open, 2gwei")] = "0",
     preview: Annotated[bool, typer.Option("--preview", help="only show who would be credited (eth_call, no transaction)")] = False,
     rpc: RpcUrl = DEFAULT_RPC, keystore: Keystore = None, timeout: Timeout = 120.0, as_json: JsonOut = False,
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from anvil_process import running_anvil
 from conftest import running_node
+from node_process import run_cli
 from openledger_node import wallet_cli
 from openledger_node.cli import app
 from openledger_node.devkeys import DEV_ACCOUNTS
@@ -317,9 +319,38 @@ def test_no_receipt_within_the_timeout_is_one_error_line_with_the_hash(tmp_path)
     with running_node(tmp_path / "data", mining=False) as node:
         result = cli("datanet", "create", "Recipes", "--rpc", node.url, "--timeout", "0.3",
                      env={"OPENLEDGER_PRIVATE_KEY": OWNER_KEY})
-        line = assert_one_error_line(result, "no receipt for 0x", "after 0.3s")
+        line = assert_one_error_line(result, "no receipt for 0x", "in 0.3s")
         waiting = node.rpc("eth_getTransactionByHash", line.split("no receipt for ")[1].split()[0])
     assert waiting["from"] == OWNER_ADDRESS.lower() and waiting["blockNumber"] is None
+
+
+def create_datanet_and_mine(node) -> None:
+    """Datanet 1 (owner dev 0, no minimum stake) on a node with mining off, through its dev signer."""
+    data = wallet_cli.registry().interface.functions["createDatanet"].encode_call("Recipes", "", 0)
+    node.rpc("eth_sendTransaction", {"from": OWNER_ADDRESS, "to": DATANET_REGISTRY, "data": "0x" + data.hex()})
+    node.rpc("evm_mine")
+
+
+def test_a_folder_waits_for_its_receipts_once_not_once_per_file(tmp_path):
+    folder = write_folder(tmp_path / "notes", {f"{i}.txt": f"note number {i}" for i in range(8)})
+    with running_node(tmp_path / "data", dev=True, mining=False) as node:
+        create_datanet_and_mine(node)
+        started = time.monotonic()
+        result = cli("datanet", "contribute", "1", folder, "--stake", "0", "--timeout", "1", "--rpc", node.url,
+                     env=key_of(1))
+        elapsed = time.monotonic() - started
+        pending = node.rpc("txpool_status")["pending"]
+    assert result.exit_code == 1 and result.stderr.strip() == "error: 8 of 8 files failed"
+    assert all(": failed: no receipt for 0x" in line for line in result.stdout.splitlines()[:8])
+    assert int(pending, 16) == 8  # sent all the same, with consecutive nonces
+    assert elapsed < 4, elapsed  # one timeout per file would be 8 s
+
+
+def test_the_installed_command_has_the_wallet_commands(tmp_path):
+    with running_node(tmp_path / "data") as node:
+        done = run_cli("datanet", "show", "1", "--rpc", node.url)
+    assert done.returncode == 1 and done.stderr == "error: UnknownDatanet(datanetId=1)\n"
+    assert "datanet" in run_cli("--help").stdout
 
 
 def test_an_address_to_show_must_be_an_address():
@@ -583,9 +614,7 @@ def test_an_output_with_nothing_attributed_says_so_in_the_preview(node, tmp_path
 def test_a_transaction_that_reverts_on_chain_is_decoded_from_its_trace(tmp_path):
     # mining off: both duplicates pass the estimate, then one block holds both and the second reverts
     with running_node(tmp_path / "data", dev=True, mining=False) as node:
-        node.rpc("eth_sendTransaction", {"from": OWNER_ADDRESS, "to": DATANET_REGISTRY, "data": "0x" + (
-            wallet_cli.registry().interface.functions["createDatanet"].encode_call("Recipes", "", 0).hex())})
-        node.rpc("evm_mine")
+        create_datanet_and_mine(node)
         wallet = wallet_cli.Wallet(wallet_cli.Rpc(node.url), Account.from_key(DEV_ACCOUNTS[1][1]), receipt_timeout=10)
         first = wallet.send(wallet_cli.registry(), "contribute", 1, RECIPES["a.txt"].encode())
         second = wallet.send(wallet_cli.registry(), "contribute", 1, RECIPES["a.txt"].encode())
