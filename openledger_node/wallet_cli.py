@@ -699,6 +699,7 @@ def attribute(
     """Pay for an inference of MODEL_ID and attribute its output to the contributions it drew on."""
     if (output is None) == (output_file is None):
         raise WalletError("give exactly one of --output TEXT and --output-file PATH")
+    value = parse_amount(fee)
     if output is not None:
         data = output.encode("utf-8")
     else:
@@ -716,7 +717,7 @@ def attribute(
         _emit(as_json, {"modelId": model_id, "credits": rows},
               lines or ["nothing attributed: the contributors' part would go to the treasury"])
         return
-    outcome = _wallet(rpc, keystore, timeout).transact(attribution(), "attribute", model_id, data, value=parse_amount(fee))
+    outcome = _wallet(rpc, keystore, timeout).transact(attribution(), "attribute", model_id, data, value=value)
     inference_id = _first_arg(outcome, "InferenceAttributed", "inferenceId")
     _emit(as_json, {**outcome.as_json(), "inferenceId": inference_id},
           _outcome_lines(outcome, f"inference id: {inference_id}"))

@@ -1,6 +1,7 @@
-"""The wallet commands (``datanet``, ``model``, ``attribute``, ``claim``) without the precompiles'
-behaviour: amounts, keys, the folder walk, event and error decoding, and the failures an operator
-meets (no key, no node, a JSON-RPC refusal, no receipt) against a real node."""
+"""The wallet commands (``datanet``, ``model``, ``attribute``, ``claim``): amounts, keys, the folder
+walk, event and error decoding, the failures an operator meets (no key, no node, a JSON-RPC refusal,
+no receipt, a chain without the precompiles), and the whole flow against a real node, its
+precompiles' custom errors included."""
 from __future__ import annotations
 
 import json
@@ -56,6 +57,25 @@ def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def key_of(index: int) -> dict[str, str]:
+    return {"OPENLEDGER_PRIVATE_KEY": DEV_ACCOUNTS[index][1]}
+
+
+def write_folder(root: Path, files: dict[str, bytes | str]) -> Path:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+def create_datanet_and_mine(node) -> None:
+    """Datanet 1 (owner dev 0, no minimum stake) on a node with mining off, through its dev signer."""
+    data = wallet_cli.registry().interface.functions["createDatanet"].encode_call("Recipes", "", 0)
+    node.rpc("eth_sendTransaction", {"from": OWNER_ADDRESS, "to": DATANET_REGISTRY, "data": "0x" + data.hex()})
+    node.rpc("evm_mine")
 
 
 # ----------------------------------------------------------------------------- amounts
@@ -324,13 +344,6 @@ def test_no_receipt_within_the_timeout_is_one_error_line_with_the_hash(tmp_path)
     assert waiting["from"] == OWNER_ADDRESS.lower() and waiting["blockNumber"] is None
 
 
-def create_datanet_and_mine(node) -> None:
-    """Datanet 1 (owner dev 0, no minimum stake) on a node with mining off, through its dev signer."""
-    data = wallet_cli.registry().interface.functions["createDatanet"].encode_call("Recipes", "", 0)
-    node.rpc("eth_sendTransaction", {"from": OWNER_ADDRESS, "to": DATANET_REGISTRY, "data": "0x" + data.hex()})
-    node.rpc("evm_mine")
-
-
 def test_a_folder_waits_for_its_receipts_once_not_once_per_file(tmp_path):
     folder = write_folder(tmp_path / "notes", {f"{i}.txt": f"note number {i}" for i in range(8)})
     with running_node(tmp_path / "data", dev=True, mining=False) as node:
@@ -392,23 +405,11 @@ GWEI = 10**9
 OPEN = 10**18
 
 
-def key_of(index: int) -> dict[str, str]:
-    return {"OPENLEDGER_PRIVATE_KEY": DEV_ACCOUNTS[index][1]}
-
-
 def as_json(node, *args: str, signer: int = 0) -> dict:
     """Run a wallet command with --json against ``node``; it must succeed."""
     result = cli(*args, "--json", "--rpc", node.url, env=key_of(signer))
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     return json.loads(result.stdout)
-
-
-def write_folder(root: Path, files: dict[str, bytes | str]) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    return root
 
 
 def event_names(document: dict) -> list[str]:
@@ -573,6 +574,8 @@ def test_a_model_is_registered_attributed_to_and_its_rewards_claimed(node, tmp_p
     assert preview.exit_code == 0, preview.stderr
     assert preview.stdout.startswith(f"datanet 1 contribution 1 from {contributor}: score ")
     assert preview.stdout.strip().endswith("(100.00%)")
+    credits = as_json(node, "attribute", "1", "--output", output, "--preview")["credits"]
+    assert [(c["datanetId"], c["contributionId"], c["contributor"]) for c in credits] == [(1, 1, contributor)]
 
     result = cli("attribute", "1", "--output", output, "--fee", "1open", "--rpc", node.url, env=key_of(3))
     assert result.exit_code == 0, result.stderr
@@ -581,6 +584,7 @@ def test_a_model_is_registered_attributed_to_and_its_rewards_claimed(node, tmp_p
     assert lines[1].endswith(f"ownerPart={OPEN // 10}, contributorsPart={OPEN - OPEN // 10}, treasuryPart=0)")
     assert lines[2].startswith(f"  RewardCredited(inferenceId=1, contributor={contributor}, datanetId=1, contributionId=1, score=")
     assert lines[2].endswith(f"amount={OPEN - OPEN // 10})")
+    assert f"score={credits[0]['score']}," in lines[2]  # the preview foretold the credit
     assert lines[-1] == "inference id: 1"
 
     shown = as_json(node, "claim", "--show", contributor)
