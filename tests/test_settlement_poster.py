@@ -123,3 +123,31 @@ def test_poster_catches_up_after_the_l1_was_down(tmp_path: Path, batcher_key) ->
         assert records[-1].last_block == int(after["unsafe_l2"]["number"], 16)
         done = replay(anvil, address, tmp_path / "audit")
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_stuck_batch_is_sent_again_with_higher_fees_and_lands_once(tmp_path: Path, batcher_key) -> None:
+    with running_anvil(tmp_path / "l1", "--no-mining") as anvil:
+        anvil.rpc("evm_setAutomine", True)
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        anvil.rpc("evm_setAutomine", False)
+        with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
+            l2.node.poster.config.stuck_seconds = 1.0
+            l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, 0, "0x" + "33" * 20, value=1)))
+            deadline = time.monotonic() + 30
+            while len(l2.node.poster.status.sent) < 3:
+                assert time.monotonic() < deadline, l2.node.poster.status
+                time.sleep(0.1)
+            sent = list(l2.node.poster.status.sent)
+            anvil.rpc("evm_setAutomine", True)
+            anvil.rpc("evm_mine")
+            wait_posted(l2)
+        assert {index for index, _ in sent} == {0}
+        assert len(set(h for _, h in sent)) == len(sent)  # each resend is a new transaction
+        records = assert_contiguous(anvil, address)
+        assert len(records) == 1
+        # The last, highest bid replaced the others in the L1 pool (same nonce).
+        assert records[0].l1_tx == sent[-1][1]
+        included = anvil.rpc("eth_getTransactionByHash", "0x" + records[0].l1_tx.hex())
+        assert included["nonce"] == "0x1"
+        unbumped_tip = int(anvil.rpc("eth_maxPriorityFeePerGas"), 16)
+        assert int(included["maxPriorityFeePerGas"], 16) >= unbumped_tip * 25 // 16  # two bumps of 5/4

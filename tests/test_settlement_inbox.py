@@ -1,0 +1,98 @@
+"""BatchInbox on a real anvil: who may append, contiguity, what is recorded and emitted."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from eth_hash.auto import keccak
+
+from anvil_process import running_anvil
+from openledger_node.contracts import CONTRACTS_DIR, compile_contracts
+from openledger_node.devkeys import DEV_ACCOUNTS
+from openledger_node.settlement import inbox
+from openledger_node.settlement.inbox import AppendCall
+from openledger_node.settlement.l1 import L1Client, L1RPCError
+from test_settlement_replay import send
+
+BATCHER, STRANGER = DEV_ACCOUNTS[0], DEV_ACCOUNTS[1]
+GENESIS = b"\x47" * 32
+
+
+def test_the_signatures_written_in_python_match_the_compiled_abi() -> None:
+    abi = compile_contracts([CONTRACTS_DIR / "BatchInbox.sol"])["BatchInbox"]["abi"]
+
+    def signature(entry) -> str:
+        return f"{entry['name']}({','.join(i['type'] for i in entry['inputs'])})"
+
+    by_type = {kind: {signature(e) for e in abi if e["type"] == kind} for kind in ("function", "event", "error")}
+    assert inbox.APPEND_SIGNATURE in by_type["function"]
+    assert {"batchCount()", "nextBlock()", "batcher()", "l2Genesis()"} <= by_type["function"]
+    assert by_type["event"] == {inbox.EVENT_SIGNATURE}
+    assert by_type["error"] == set(inbox.ERRORS)
+
+
+@pytest.fixture
+def l1(tmp_path: Path):
+    with running_anvil(tmp_path / "l1") as anvil:
+        yield anvil, anvil.deploy_inbox(BATCHER[1], BATCHER[0], GENESIS)
+
+
+def call(anvil, address: str, sender: str, data: bytes) -> str:
+    """The contract's answer to an eth_call from ``sender``: "ok" or its custom error."""
+    async def go() -> str:
+        client = L1Client(anvil.url)
+        try:
+            await client.call("eth_call", {"from": sender, "to": address, "data": "0x" + data.hex()}, "latest")
+            return "ok"
+        except L1RPCError as exc:
+            return inbox.describe_revert(exc.data)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def append(anvil, address: str, batch: AppendCall, key: str = BATCHER[1]) -> None:
+    async def go() -> None:
+        client = L1Client(anvil.url)
+        try:
+            await send(client, key, address, batch.encode())
+        finally:
+            await client.close()
+
+    asyncio.run(go())
+
+
+def test_only_the_batcher_appends_contiguous_batches(l1) -> None:
+    anvil, address = l1
+    first = AppendCall(0, 1, 4, b"\x01" * 32, b"\x02" * 32, b"batch zero")
+    assert call(anvil, address, STRANGER[0], first.encode()) == f"NotBatcher({STRANGER[0].lower()})"
+    assert call(anvil, address, BATCHER[0], AppendCall(1, 1, 4, b"", b"", b"x").encode()) == "UnexpectedIndex(0, 1)"
+    assert call(anvil, address, BATCHER[0], AppendCall(0, 2, 4, b"", b"", b"x").encode()) == "UnexpectedFirstBlock(1, 2)"
+    assert call(anvil, address, BATCHER[0], AppendCall(0, 1, 0, b"", b"", b"x").encode()) == "EmptyRange(1, 0)"
+    assert call(anvil, address, BATCHER[0], AppendCall(0, 1, 1, b"", b"", b"").encode()) == "EmptyData()"
+    assert call(anvil, address, BATCHER[0], first.encode()) == "ok"
+    append(anvil, address, first)
+    # The same batch again (a retry whose first attempt was included) reverts.
+    assert call(anvil, address, BATCHER[0], first.encode()) == "UnexpectedIndex(1, 0)"
+    assert call(anvil, address, BATCHER[0], AppendCall(1, 4, 6, b"", b"", b"x").encode()) == "UnexpectedFirstBlock(5, 4)"
+    append(anvil, address, AppendCall(1, 5, 5, b"\x03" * 32, b"\x04" * 32, b"batch one"))
+    assert inbox.decode_uint(anvil.call(address, inbox.BATCH_COUNT)) == 2
+    assert inbox.decode_uint(anvil.call(address, inbox.NEXT_BLOCK)) == 6
+    assert anvil.call(address, inbox.L2_GENESIS) == GENESIS
+
+    records = anvil.batch_records(address)
+    assert [(r.index, r.first_block, r.last_block) for r in records] == [(0, 1, 4), (1, 5, 5)]
+    zero = records[0]
+    assert zero.data_hash == keccak(b"batch zero")
+    assert (zero.state_root, zero.block_hash) == (b"\x01" * 32, b"\x02" * 32)
+    assert zero.output_root == inbox.output_root(b"\x01" * 32, b"\x02" * 32)
+    stored = anvil.call(address, inbox.call_data("batch(uint256)", ["uint256"], [0]))
+    import eth_abi
+
+    first_block, last_block, l1_block, output_root, data_hash = eth_abi.decode(
+        ["uint64", "uint64", "uint64", "bytes32", "bytes32"], stored)
+    assert (first_block, last_block, l1_block) == (1, 4, zero.l1_block)
+    assert (output_root, data_hash) == (zero.output_root, zero.data_hash)
+    assert call(anvil, address, BATCHER[0], inbox.call_data("batch(uint256)", ["uint256"], [2])) == "NoSuchBatch(2)"
