@@ -16,7 +16,7 @@ from eth_utils import keccak
 from conftest import RunningNode, running_node
 from openledger_node.contracts import compile_contracts
 from openledger_node.precompiles import abi as abi_module
-from openledger_node.precompiles.registry import DatanetRegistry, version_root
+from openledger_node.precompiles.registry import DatanetRegistry, accumulate_root
 from precompile_client import OPEN, POA, REGISTRY, PrecompileClient, Reverted
 
 REPO = Path(__file__).resolve().parent.parent
@@ -292,7 +292,7 @@ def test_publish_freezes_versions_refunds_stakes_and_chains_roots(client, dev_ac
         client.send(alice, REGISTRY, "publishVersion", d)
     alice_before, bob_before, carol_before = (client.balance(address(k)) for k in (alice, bob, carol))
     receipt = client.send(owner, REGISTRY, "publishVersion", d)
-    root1 = version_root(b"\0" * 32, [(a, keccak(FOX)), (b, keccak(LEAF))])
+    root1 = accumulate_root(accumulate_root(b"\0" * 32, b, keccak(LEAF)), a, keccak(FOX))  # in the order accepted
     assert receipt.named("StakeRefunded") == [
         {"datanetId": d, "contributionId": a, "contributor": address(alice).lower(), "amount": OPEN},
         {"datanetId": d, "contributionId": b, "contributor": address(bob).lower(), "amount": 2 * OPEN},
@@ -315,7 +315,7 @@ def test_publish_freezes_versions_refunds_stakes_and_chains_roots(client, dev_ac
     client.send(owner, REGISTRY, "review", d, c, True)
     receipt = client.send(owner, REGISTRY, "publishVersion", d)
     third = b"A third text about the weather in the mountains in spring."
-    root2 = version_root(root1, [(c, keccak(third))])
+    root2 = accumulate_root(root1, c, keccak(third))
     assert receipt.named("VersionPublished")[0]["root"] == root2
     assert client.call(REGISTRY, "getVersionContributions", d, 2) == ([a, b, c],)
     assert client.call(REGISTRY, "getVersionContributions", d, 1) == ([a, b],)  # frozen

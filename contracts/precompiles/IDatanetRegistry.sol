@@ -29,7 +29,9 @@ interface IDatanetRegistry {
     event ContributionReviewed(
         uint256 indexed datanetId, uint256 indexed contributionId, bool accepted, uint256 slashed
     );
-    /// @param root keccak256 over the version's (contributionId, dataHash) pairs, in id order
+    /// @param root commits to the version's contributions and to every earlier version: starting
+    /// from bytes32(0), each contribution accepted, in the order accepted, makes it
+    /// keccak256(abi.encodePacked(root, uint256(contributionId), dataHash))
     event VersionPublished(
         uint256 indexed datanetId, uint256 indexed version, uint256 contributionCount, bytes32 root, uint256 tokens
     );

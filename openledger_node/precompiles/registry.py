@@ -4,18 +4,24 @@ State, in the storage of 0x…0A01 (ids start at 1; 0 means none):
 - ``slot("ol.datanetCount")``: the number of Datanets.
 - Datanet d at ``B = slot("ol.datanet", d)``: B+0 owner (160 bits) | createdAtBlock (64);
   B+1 minStake; B+2 contributionCount (64) | acceptedCount (64) | versionCount (64);
-  B+3 tokens of the accepted contributions.  Name and description: byte strings at
+  B+3 tokens of the accepted contributions; B+4 the root accumulated over the accepted
+  contributions (below).  Name and description: byte strings at
   ``slot("ol.datanet.name", d)`` and ``slot("ol.datanet.description", d)``.  The
   accepted contribution ids, in the order they were accepted, at
   ``slot("ol.datanet.accepted", d) + i``.
 - Contribution (d, c) at ``C = slot("ol.contribution", d, c)``: C+0 contributor (160) |
-  status (8) | version (64); C+1 dataHash; C+2 size (64) | tokens (64) |
+  status (8) | position (64: 1 + its place in the accepted list, 0 if not accepted; the
+  first version holding it is the first whose count exceeds that place); C+1 dataHash;
+  C+2 size (64) | tokens (64) |
   submittedAtBlock (64); C+3 stake.  ``slot("ol.contribution.byHash", d, dataHash)``:
   the id of the pending or accepted contribution with that data (cleared on rejection).
 - Version (d, v) at ``V = slot("ol.version", d, v)``: V+0 contributionCount (64) |
   tokens (64) | publishedAtBlock (64); V+1 root.  Version v holds the first
-  contributionCount accepted ids.  Its root chains: keccak(root of v-1 (zero for v = 1)
-  ‖ (id ‖ dataHash) of each contribution first included in v, in id order).
+  contributionCount accepted ids.  Its root is the accumulator after them: starting
+  from 32 zero bytes, each accepted contribution, in the order accepted, makes it
+  keccak(root ‖ id (32 bytes) ‖ dataHash).  So a version's root commits to every
+  contribution in it and to every earlier version; publishing costs no work per
+  contribution beyond refunding its stake.
 
 The contribution data itself is kept as a preimage (keccak → data) in the state
 database, like contract code, so that any node can rebuild a version's index.
@@ -85,7 +91,7 @@ class Contribution:
     id: int
     contributor: bytes
     status: int
-    version: int
+    position: int  # 1 + its place in the accepted list; 0: not accepted
     data_hash: bytes
     size: int
     tokens: int
@@ -127,10 +133,10 @@ def read_contribution(storage: Storage, datanet: Datanet, c: int) -> Contributio
     if not 1 <= c <= datanet.contribution_count:
         return None
     base = contribution_base(datanet.id, c)
-    contributor, status, version = unpack(storage.get(base), 160, 8, 64)
+    contributor, status, position = unpack(storage.get(base), 160, 8, 64)
     size, tokens, block = unpack(storage.get(at(base, 2)), 64, 64, 64)
     return Contribution(
-        datanet.id, c, contributor.to_bytes(20, "big"), status, version,
+        datanet.id, c, contributor.to_bytes(20, "big"), status, position,
         storage.get(at(base, 1)).to_bytes(32, "big"), size, tokens, block, storage.get(at(base, 3)),
     )
 
@@ -141,6 +147,23 @@ def read_version(storage: Storage, datanet: Datanet, v: int) -> Version | None:
     base = version_base(datanet.id, v)
     count, tokens, block = unpack(storage.get(base), 64, 64, 64)
     return Version(datanet.id, v, count, tokens, block, storage.get(at(base, 1)).to_bytes(32, "big"))
+
+
+def first_version(storage: Storage, datanet: Datanet, contribution: Contribution) -> int:
+    """The first published version that holds ``contribution`` (0: none yet): a binary
+    search over the versions' counts."""
+    if contribution.position == 0:
+        return 0
+    lo, hi = 1, datanet.version_count  # the answer, if any, is in [lo, hi]
+    if hi == 0 or read_version(storage, datanet, hi).contribution_count < contribution.position:
+        return 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if read_version(storage, datanet, mid).contribution_count >= contribution.position:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def version_contribution_ids(storage: Storage, version: Version) -> list[int]:
@@ -170,9 +193,9 @@ def version_contents(state, datanet_id: int, version: int, *, data: bool = True)
     return out
 
 
-def version_root(previous_root: bytes, included: list[tuple[int, bytes]]) -> bytes:
-    """Root of a version: keccak(previous root ‖ (id ‖ dataHash) in id order)."""
-    return keccak(previous_root + b"".join(c.to_bytes(32, "big") + h for c, h in sorted(included)))
+def accumulate_root(root: bytes, contribution_id: int, data_hash: bytes) -> bytes:
+    """The root after accepting one more contribution."""
+    return keccak(root + contribution_id.to_bytes(32, "big") + data_hash)
 
 
 class DatanetRegistry(Precompile):
@@ -258,11 +281,15 @@ class DatanetRegistry(Precompile):
             raise PrecompileRevert("AlreadyReviewed", d, c, contribution.status)
         base = contribution_base(d, c)
         status = ACCEPTED if accept else REJECTED
-        call.storage.set(base, pack((int.from_bytes(contribution.contributor, "big"), 160), (status, 8), (0, 64)))
+        position = datanet.accepted_count + 1 if accept else 0
+        call.storage.set(base, pack((int.from_bytes(contribution.contributor, "big"), 160), (status, 8), (position, 64)))
         if accept:
             call.storage.set(accepted_slot(d, datanet.accepted_count), c)
             self._set_counts(call, datanet, datanet.contribution_count, datanet.accepted_count + 1, datanet.version_count)
             call.storage.set(at(datanet_base(d), 3), datanet.accepted_tokens + contribution.tokens)
+            root_slot = at(datanet_base(d), 4)
+            root = call.storage.get(root_slot).to_bytes(32, "big")
+            call.storage.set(root_slot, int.from_bytes(accumulate_root(root, c, contribution.data_hash), "big"))
             slashed = 0
         else:
             call.storage.set(by_hash_slot(d, contribution.data_hash), 0)  # the same data may come again
@@ -281,28 +308,18 @@ class DatanetRegistry(Precompile):
         # Building this version's index is this transaction's work: pay for it first.
         call.charge(INDEX_GAS_PER_TOKEN * datanet.accepted_tokens, "attribution index build")
         v = datanet.version_count + 1
-        included = []
-        for i in range(first_new, datanet.accepted_count):
-            c = call.storage.get(accepted_slot(d, i))
-            contribution = read_contribution(call.storage, datanet, c)
-            included.append(contribution)
-        included.sort(key=lambda contribution: contribution.id)
-        root = version_root(previous.root if previous else b"\0" * 32, [(x.id, x.data_hash) for x in included])
+        root = call.storage.get(at(datanet_base(d), 4)).to_bytes(32, "big")
         base = version_base(d, v)
         call.storage.set(base, pack((datanet.accepted_count, 64), (datanet.accepted_tokens, 64), (call.block_number, 64)))
         call.storage.set(at(base, 1), int.from_bytes(root, "big"))
         self._set_counts(call, datanet, datanet.contribution_count, datanet.accepted_count, v)
-        for contribution in included:
-            call.storage.set(
-                contribution_base(d, contribution.id),
-                pack((int.from_bytes(contribution.contributor, "big"), 160), (ACCEPTED, 8), (v, 64)),
-            )
-            if contribution.stake:
-                call.pay(contribution.contributor, contribution.stake)
-                call.emit(
-                    "StakeRefunded", datanetId=d, contributionId=contribution.id,
-                    contributor=contribution.contributor, amount=contribution.stake,
-                )
+        for c in sorted(call.storage.get(accepted_slot(d, i)) for i in range(first_new, datanet.accepted_count)):
+            base = contribution_base(d, c)
+            stake = call.storage.get(at(base, 3))
+            if stake:
+                contributor = layout.word_address(call.storage.get(base))
+                call.pay(contributor, stake)
+                call.emit("StakeRefunded", datanetId=d, contributionId=c, contributor=contributor, amount=stake)
         call.emit(
             "VersionPublished", datanetId=d, version=v, contributionCount=datanet.accepted_count,
             root=root, tokens=datanet.accepted_tokens,
@@ -330,7 +347,8 @@ class DatanetRegistry(Precompile):
             raise PrecompileRevert("UnknownContribution", d, c)
         return (
             contribution.contributor, contribution.data_hash, contribution.size, contribution.tokens,
-            contribution.stake, contribution.status, contribution.version, contribution.submitted_at_block,
+            contribution.stake, contribution.status, first_version(call.storage, datanet, contribution),
+            contribution.submitted_at_block,
         )
 
     def _version(self, call: Call, d: int, v: int) -> Version:

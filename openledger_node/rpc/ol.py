@@ -61,13 +61,15 @@ class OpenLedgerAPI:
         }
 
     @staticmethod
-    def _contribution_json(state, contribution: registry.Contribution, with_data: bool) -> dict[str, Any]:
+    def _contribution_json(state, storage: Storage, datanet: registry.Datanet, contribution: registry.Contribution,
+                           with_data: bool) -> dict[str, Any]:
+        version = registry.first_version(storage, datanet, contribution)
         out = {
             "datanetId": to_quantity(contribution.datanet_id), "id": to_quantity(contribution.id),
             "contributor": _address(contribution.contributor), "dataHash": to_data(contribution.data_hash),
             "size": to_quantity(contribution.size), "tokens": to_quantity(contribution.tokens),
             "stake": to_quantity(contribution.stake), "status": STATUS[contribution.status],
-            "version": to_quantity(contribution.version) if contribution.version else None,
+            "version": to_quantity(version) if version else None,
             "submittedAtBlock": to_quantity(contribution.submitted_at_block),
         }
         if with_data:
@@ -129,7 +131,7 @@ class OpenLedgerAPI:
         for c in range(start, datanet.contribution_count + 1):
             contribution = registry.read_contribution(storage, datanet, c)
             if status is None or STATUS[contribution.status] == status:
-                out.append(self._contribution_json(state, contribution, with_data))
+                out.append(self._contribution_json(state, storage, datanet, contribution, with_data))
                 if len(out) == count:
                     break
         return out
@@ -141,7 +143,7 @@ class OpenLedgerAPI:
         datanet = registry.read_datanet(storage, parse_quantity(datanet_id, name="datanetId"))
         contribution = registry.read_contribution(storage, datanet, parse_quantity(contribution_id, name="contributionId")) \
             if datanet else None
-        return None if contribution is None else self._contribution_json(state, contribution, True)
+        return None if contribution is None else self._contribution_json(state, storage, datanet, contribution, True)
 
     def getVersion(self, datanet_id: Any, version: Any, block: Any = "latest") -> dict[str, Any] | None:
         """A published version with its contribution ids (ascending)."""
