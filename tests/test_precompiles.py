@@ -511,3 +511,34 @@ def test_the_precompiles_are_not_on_chains_without_an_openledger_genesis(tmp_pat
         assert node.node.blockchain.openledger is None
     assert not (tmp_path / "data" / "attribution").exists()
     shutil.rmtree(tmp_path / "data")
+
+
+def test_an_internal_error_fails_the_call_but_not_the_chain(client, dev_accounts, monkeypatch, caplog) -> None:
+    from openledger_node.chain.vm import OPENLEDGER_PRECOMPILES
+
+    owner = keys(dev_accounts)[0]
+    registry = OPENLEDGER_PRECOMPILES[bytes.fromhex(REGISTRY[2:])]
+    selector = registry.interface.functions["createDatanet"].selector
+
+    def broken(call, *args):
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(registry.handlers, selector, broken)
+    receipt = client.send_raw(owner, REGISTRY, client.calldata(REGISTRY, "createDatanet", "x", "", 0), gas=200_000)
+    assert receipt["status"] == "0x0" and int(receipt["gasUsed"], 16) == 200_000  # failed, its gas burnt
+    assert "precompile IDatanetRegistry failed on createDatanet(string,string,uint256)" in caplog.text
+    monkeypatch.undo()
+    assert create(client, owner) == 1  # the chain goes on
+
+
+def test_an_index_that_cannot_be_saved_stays_in_memory(tmp_path, dev_accounts, caplog) -> None:
+    owner, alice, builder, user = keys(dev_accounts)[:4]
+    datadir = tmp_path / "data"
+    with running_node(datadir) as node:
+        (datadir / "attribution").write_text("not a directory")
+        client = PrecompileClient(node)
+        d, _ = published(client, owner, [(alice, FOX)])
+        client.send(builder, POA, "registerModel", "m", [d], [1], b"\0" * 32, 0)
+        receipt = client.send(user, POA, "attribute", 1, FOX, value=100)
+        assert [r["amount"] for r in receipt.named("RewardCredited")] == [100]
+    assert "kept in memory only" in caplog.text

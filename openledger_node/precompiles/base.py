@@ -18,10 +18,11 @@ Gas (consensus; docs/precompiles.md):
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from eth.abc import ComputationAPI
-from eth.exceptions import Revert
+from eth.exceptions import Revert, VMError
 from eth_abi.exceptions import DecodingError
 from eth_abi import decode, encode
 
@@ -39,6 +40,12 @@ VALUE_TRANSFER_GAS = 9_000
 PREIMAGE_WORD_GAS = 3  # storing a data preimage (contribution, output), per word, beyond its calldata
 
 UINT256 = (1 << 256) - 1
+
+log = logging.getLogger("openledger.precompiles")
+
+
+class PrecompileFailure(VMError):
+    """The precompile hit an internal error: the call fails and burns its gas."""
 
 
 class PrecompileRevert(Exception):
@@ -187,6 +194,7 @@ class Precompile:
     def __call__(self, computation: ComputationAPI) -> ComputationAPI:
         data = bytes(computation.msg.data)
         computation.consume_gas(INPUT_WORD_GAS * ((len(data) + 31) // 32), reason="precompile input")
+        function = None
         try:
             function = self.interface.by_selector.get(data[:4]) if len(data) >= 4 else None
             if function is None:
@@ -209,4 +217,12 @@ class Precompile:
             error = self.interface.errors[exc.error]
             computation.output = error.encode(*exc.args_)
             raise Revert(exc.error)
+        except VMError:  # out of gas: py-evm ends the call and burns its gas
+            raise
+        except Exception as exc:
+            # A bug in the node, not in the caller's input.  Failing the call (all its gas
+            # burnt, like an invalid opcode) keeps the chain producing blocks and every node
+            # that has the same bug agrees; the traceback tells the operator.
+            log.exception("precompile %s failed on %s", self.interface.name, function.signature if function else "?")
+            raise PrecompileFailure(f"{self.interface.name}: internal error: {type(exc).__name__}") from exc
         return computation

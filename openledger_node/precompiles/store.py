@@ -64,10 +64,14 @@ class IndexStore:
         index = DatanetIndex.build(datanet_id, version, contents)
         self.builds += 1
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            index.save(path)
-            log.info("built attribution index %s: %d contributions, %d tokens", path.name,
-                     index.num_contributions, index.num_tokens)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                index.save(path)
+            except OSError as exc:  # a full disk must not fail a transaction: keep it in memory
+                log.warning("cannot save attribution index %s (%s): kept in memory only", path.name, exc)
+            else:
+                log.info("built attribution index %s: %d contributions, %d tokens", path.name,
+                         index.num_contributions, index.num_tokens)
         return index
 
 
