@@ -130,6 +130,7 @@ class BatchPoster:
         self._l1_chain_id: int | None = None
         self._checked = False
         self._ratio = 2.0  # uncompressed/compressed size of the last batch: sizes the next one
+        self._waiting: tuple[int, float] | None = None  # (first unposted block, monotonic time first seen)
 
     # -- running --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -203,14 +204,19 @@ class BatchPoster:
             raise PosterConfigError(f"L1 holds L2 blocks up to {next_block - 1}, beyond this chain's head {head}")
         if next_block > head:
             return False
-        call = await self._close_batch(count, next_block, head, time.time())
+        if self._waiting is None or self._waiting[0] != next_block:
+            self._waiting = (next_block, time.monotonic())
+        call = await self._close_batch(count, next_block, head, time.monotonic() - self._waiting[1])
         if call is None:
             return False
         await self._post(call)
         return True
 
-    async def _close_batch(self, index: int, first: int, head: int, now: float) -> inbox.AppendCall | None:
+    async def _close_batch(self, index: int, first: int, head: int, waited: float) -> inbox.AppendCall | None:
         """The batch to post now, or None while the unposted blocks are neither big nor old enough.
+
+        Age is how long block ``first`` has waited since this poster saw it (``waited``
+        seconds), not its timestamp: on-demand blocks may carry timestamps ahead of the clock.
 
         Blocks are added while their uncompressed RLP stays under a budget (the size limit
         times the compression ratio of the last batch); the batch is compressed in a worker
@@ -230,7 +236,7 @@ class BatchPoster:
             blocks.append(block)
             size += entry
             number += 1
-        if not full and now - blocks[0].timestamp < self.config.max_batch_age:
+        if not full and waited < self.config.max_batch_age:
             return None
         while True:
             data = await asyncio.to_thread(codec.encode_batch, blocks, self.config.codec_version)
@@ -279,13 +285,18 @@ class BatchPoster:
                                 call.index, cfg.stuck_seconds, max_fee, tip)
                 tx_hash = await self._send(call, calldata, nonce, gas, max_fee, tip)
                 if tx_hash is None:  # underpriced as a replacement: bid higher at once
-                    max_fee, tip = self._bumped(max_fee, tip)
+                    bumped = self._bumped(max_fee, tip)
+                    if bumped == (max_fee, tip):
+                        raise _Resync(f"batch {call.index}: the L1 wants a higher fee than the cap "
+                                      f"({cfg.max_fee_per_gas} wei) to replace our pending transaction")
+                    max_fee, tip = bumped
                     continue
                 sent.append(tx_hash)
                 sent_at = time.monotonic()
                 self.status.pending_tx = tx_hash
                 self.status.sent.append((call.index, tx_hash))
             await self._sleep(cfg.poll_seconds / 4)
+            confirmed_nonce = await l1.nonce(self.address, "latest")  # read before the receipts
             for tx_hash in sent:
                 receipt = await l1.receipt(tx_hash)
                 if receipt is None:
@@ -298,7 +309,7 @@ class BatchPoster:
                          hex_int(receipt["blockNumber"]), hex_int(receipt["gasUsed"]), tx_hash.hex())
                 self.status.batches, self.status.posted_block = call.index + 1, call.last_block
                 return
-            if await l1.nonce(self.address, "latest") > nonce:
+            if confirmed_nonce > nonce:
                 # The nonce went to a transaction other than the ones sent here (an earlier run's).
                 self.status.pending_tx = None
                 raise _Resync(f"batcher nonce {nonce} was used by another transaction; re-reading the inbox")
