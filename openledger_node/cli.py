@@ -264,14 +264,56 @@ def replay(
                f"0x{summary.head_hash.hex()} state root 0x{summary.state_root.hex()}")
 
 
+@app.command("deploy-inbox")
+def deploy_inbox(
+    l1_rpc: str = typer.Option(..., "--l1-rpc", help="L1 JSON-RPC URL"),
+    datadir: Path = typer.Option(..., "--datadir", help="the L2 chain (made by `init`) whose batches the inbox takes"),
+    batcher: Optional[str] = typer.Option(None, "--batcher", help="address allowed to append [the deploying key's]"),
+    l1_keystore: Optional[Path] = typer.Option(None, "--l1-keystore", help="deployer keystore (password in OPENLEDGER_BATCHER_PASSWORD); else OPENLEDGER_BATCHER_KEY"),
+) -> None:
+    """Deploy a BatchInbox for the chain in DATADIR on the L1 and print its address."""
+    from eth_account import Account
+
+    from .chain.chain import Blockchain, DatadirError
+    from .chain.store import StoreLockedError
+    from .contracts import SolidityCompileError
+    from .settlement import inbox
+    from .settlement.l1 import L1Client, L1RPCError, L1Unavailable
+    from .settlement.poster import PosterConfigError, load_batcher_key
+
+    try:
+        key = load_batcher_key(l1_keystore)
+        chain = Blockchain.open(datadir)
+    except (PosterConfigError, DatadirError, StoreLockedError) as exc:
+        fail(str(exc))
+    genesis_hash = chain.header_by_number(0).hash
+    chain.close()
+    batcher_hex = (batcher or Account.from_key(key).address).removeprefix("0x")
+    try:
+        batcher_address = bytes.fromhex(batcher_hex)
+    except ValueError:
+        batcher_address = b""
+    if len(batcher_address) != 20:
+        fail("--batcher must be a 20-byte hex address")
+
+    async def main() -> bytes:
+        l1 = L1Client(l1_rpc)
+        try:
+            return await inbox.deploy(l1, key, batcher_address, genesis_hash)
+        finally:
+            await l1.close()
+
+    try:
+        address = asyncio.run(main())
+    except (L1Unavailable, L1RPCError, RuntimeError, SolidityCompileError) as exc:
+        fail(f"deployment failed: {exc}")
+    typer.echo("0x" + address.hex())
+
+
 @app.command()
 def version() -> None:
     """Print the node's version."""
     typer.echo(f"openledger-node {__version__}")
-
-
-from . import wallet_cli  # noqa: E402  (datanet, model, attribute, claim)
-wallet_cli.register(app)
 
 
 def main() -> None:

@@ -96,3 +96,59 @@ def test_only_the_batcher_appends_contiguous_batches(l1) -> None:
     assert (first_block, last_block, l1_block) == (1, 4, zero.l1_block)
     assert (output_root, data_hash) == (zero.output_root, zero.data_hash)
     assert call(anvil, address, BATCHER[0], inbox.call_data("batch(uint256)", ["uint256"], [2])) == "NoSuchBatch(2)"
+
+
+def test_deploy_inbox_command_deploys_for_the_datadirs_chain(tmp_path: Path, monkeypatch) -> None:
+    from node_process import init_datadir, run_cli
+
+    genesis = bytes.fromhex(init_datadir(tmp_path / "l2")[2:])
+    monkeypatch.setenv("OPENLEDGER_BATCHER_KEY", STRANGER[1])
+    with running_anvil(tmp_path / "l1") as anvil:
+        done = run_cli("deploy-inbox", "--l1-rpc", anvil.url, "--datadir", str(tmp_path / "l2"),
+                       "--batcher", BATCHER[0])
+        assert done.returncode == 0, done.stderr
+        address = done.stdout.strip()
+        assert anvil.call(address, inbox.L2_GENESIS) == genesis
+        assert inbox.decode_address(anvil.call(address, inbox.BATCHER)).hex() == BATCHER[0][2:].lower()
+
+
+def test_the_batcher_key_comes_from_a_keystore_or_the_environment(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from eth_account import Account
+
+    from openledger_node.settlement.poster import PosterConfigError, load_batcher_key
+
+    key = bytes.fromhex(BATCHER[1][2:])
+    keystore = tmp_path / "batcher.json"
+    keystore.write_text(json.dumps(Account.encrypt(key, "s3cret", iterations=2)))
+    monkeypatch.delenv("OPENLEDGER_BATCHER_KEY", raising=False)
+    monkeypatch.delenv("OPENLEDGER_BATCHER_PASSWORD", raising=False)
+    with pytest.raises(PosterConfigError, match="OPENLEDGER_BATCHER_PASSWORD"):
+        load_batcher_key(keystore)
+    monkeypatch.setenv("OPENLEDGER_BATCHER_PASSWORD", "wrong")
+    with pytest.raises(PosterConfigError, match="cannot decrypt keystore"):
+        load_batcher_key(keystore)
+    monkeypatch.setenv("OPENLEDGER_BATCHER_PASSWORD", "s3cret")
+    assert load_batcher_key(keystore) == key
+    with pytest.raises(PosterConfigError, match="OPENLEDGER_BATCHER_KEY"):
+        load_batcher_key(None)
+    monkeypatch.setenv("OPENLEDGER_BATCHER_KEY", "0x1234")
+    with pytest.raises(PosterConfigError, match="32-byte"):
+        load_batcher_key(None)
+    monkeypatch.setenv("OPENLEDGER_BATCHER_KEY", BATCHER[1])
+    assert load_batcher_key(None) == key
+
+
+def test_run_with_an_l1_but_no_batcher_key_fails_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    from node_process import init_datadir, run_cli
+
+    init_datadir(tmp_path / "l2")
+    monkeypatch.delenv("OPENLEDGER_BATCHER_KEY", raising=False)
+    done = run_cli("run", "--datadir", str(tmp_path / "l2"), "--http-port", "0", "--l1-rpc", "http://127.0.0.1:9",
+                   "--l1-inbox", "0x" + "11" * 20)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: the batcher key is needed")
+    assert "Traceback" not in done.stderr
+    done = run_cli("run", "--datadir", str(tmp_path / "l2"), "--l1-rpc", "http://127.0.0.1:9")
+    assert done.returncode == 1 and "--l1-rpc needs --l1-inbox" in done.stderr
