@@ -218,3 +218,31 @@ def test_replay_refuses_an_inbox_of_another_chain(tmp_path: Path) -> None:
         done = replay(anvil, address, tmp_path / "audit")
         assert done.returncode == 1
         assert "the inbox records L2 genesis 0x1212" in done.stderr
+
+
+def test_replay_arrives_at_the_same_attribution_rewards(tmp_path: Path, batcher_key) -> None:
+    from precompile_client import POA, PrecompileClient
+    from test_precompiles import FOX, LEAF, OUTPUT, published
+
+    owner, alice, bob, builder, user = [key for _, key in DEV_ACCOUNTS[:5]]
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
+            client = PrecompileClient(l2)
+            d, _ = published(client, owner, [(alice, FOX), (bob, LEAF)])
+            assert client.send(builder, POA, "registerModel", "m", [d], [1], b"\0" * 32, 1_000).ok
+            receipt = client.send(user, POA, "attribute", 1, OUTPUT, value=10**18 + 7)
+            assert len(receipt.named("RewardCredited")) == 2
+            assert client.send(alice, POA, "claim").ok
+            claimable = {key: client.call(POA, "claimable", Account.from_key(key).address) for key in (alice, bob, builder)}
+            preview = client.call(POA, "previewAttribution", 1, OUTPUT)
+            wait_posted(l2)
+        done = replay(anvil, address, tmp_path / "audit")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert_same_chain(tmp_path / "l2", tmp_path / "audit")
+        with running_node(tmp_path / "audit", mining=False) as audit:
+            client = PrecompileClient(audit)
+            assert {key: client.call(POA, "claimable", Account.from_key(key).address)
+                    for key in (alice, bob, builder)} == claimable
+            # The auditor's attribution index, built while replaying publishVersion, scores alike.
+            assert client.call(POA, "previewAttribution", 1, OUTPUT) == preview
