@@ -212,6 +212,10 @@ def replay(
     datadir: Path = typer.Option(..., "--datadir", help="new directory for the rebuilt chain"),
     from_l1_block: int = typer.Option(0, "--from-l1-block", help="first L1 block to search for batches (the inbox's deployment)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only the summary line"),
+    follow: bool = typer.Option(False, "--follow", help="then keep replaying new batches and serve JSON-RPC (read-only)"),
+    http_host: str = typer.Option("127.0.0.1", "--http-host", help="with --follow: RPC listen address"),
+    http_port: int = typer.Option(8545, "--http-port", help="with --follow: RPC port; 0 picks a free one"),
+    log_level: str = typer.Option("info", "--log-level", help="with --follow"),
 ) -> None:
     """Rebuild the L2 from the batches on L1 alone and check every committed state root."""
     from .chain.chain import Blockchain, DatadirError
@@ -257,11 +261,46 @@ def replay(
         head = chain.head.block_number
         chain.close()
         fail(f"L1: {exc} (replayed up to block {head}; run again to resume)")
-    chain.close()
     rate = summary.transactions / summary.execute_seconds if summary.execute_seconds else 0.0
     typer.echo(f"replay done: {summary.batches} batches, {summary.blocks} blocks, {summary.transactions} txs "
                f"in {summary.seconds:.2f}s ({rate:.0f} tx/s executing); head block {summary.head_number} "
                f"0x{summary.head_hash.hex()} state root 0x{summary.state_root.hex()}")
+    if not follow:
+        chain.close()
+        return
+    _follow(chain, summary, l1_rpc, address, http_host, http_port, log_level)
+
+
+def _follow(chain, summary, l1_rpc: str, address: bytes, http_host: str, http_port: int, log_level: str) -> None:
+    """Serve the replayed chain read-only and keep applying new batches from L1."""
+    from .node import Node, NodeConfig
+    from .rpc.jsonrpc import RPCError
+    from .rpc.server import PortInUseError
+    from .settlement.follower import BatchFollower
+
+    setup_logging(log_level)
+    node = Node(NodeConfig(datadir=chain.store.path.parent, http_host=http_host, http_port=http_port, mining=False),
+                blockchain=chain)
+    node.follower = BatchFollower(
+        chain, l1_rpc, address, batches=summary.batches, verified_block=summary.head_number,
+        next_l1_block=summary.l1_head + 1,
+        on_block=lambda sealed: [listener(sealed) for listener in node.sequencer.listeners],
+    )
+
+    def read_only(*_params) -> None:
+        raise RPCError(-32000, "read-only replica (replay --follow): send transactions to the sequencer")
+
+    for method in ("eth_sendRawTransaction", "eth_sendTransaction"):
+        node.dispatcher.register(method, read_only, replace=True)
+
+    def ready(n: Node) -> None:
+        log.info("JSON-RPC listening on %s (chain id %d); following batches from L1", n.rpc.url, n.blockchain.chain_id)
+
+    try:
+        run_loop(node.serve(ready=ready))
+    except PortInUseError as exc:
+        chain.close()
+        fail(f"{exc.strerror}: choose another --http-port")
 
 
 @app.command("deploy-inbox")

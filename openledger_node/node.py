@@ -83,6 +83,7 @@ class Node:
         register_all(self.dispatcher, self)
         self.rpc: RPCServer | None = None
         self.poster = None
+        self.follower = None  # set by `replay --follow`: a read-only replica fed from L1
         if config.l1_rpc:
             from .settlement.poster import poster_from_config
 
@@ -237,7 +238,9 @@ class Node:
         if ready is not None:
             ready(self)
         producer = asyncio.create_task(self.sequencer.run(), name="sequencer")
-        poster = asyncio.create_task(self.poster.run(), name="batch-poster") if self.poster else None
+        # Settlement tasks (objects with async run() and stop()): the batch poster, or a follower.
+        jobs = [job for job in (self.poster, self.follower) if job is not None]
+        background = [asyncio.create_task(job.run(), name=type(job).__name__) for job in jobs]
         stopper = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait({producer, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -249,9 +252,9 @@ class Node:
             self.sequencer.stop()
             stopper.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-            if poster is not None:
-                self.poster.stop()
-                await asyncio.gather(poster, return_exceptions=True)
+            for job in jobs:
+                job.stop()
+            await asyncio.gather(*background, return_exceptions=True)
             await self.rpc.stop_async()
             last = self.blockchain.head.block_number
             self.blockchain.close()

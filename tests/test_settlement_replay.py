@@ -246,3 +246,36 @@ def test_replay_arrives_at_the_same_attribution_rewards(tmp_path: Path, batcher_
                     for key in (alice, bob, builder)} == claimable
             # The auditor's attribution index, built while replaying publishVersion, scores alike.
             assert client.call(POA, "previewAttribution", 1, OUTPUT) == preview
+
+
+def test_replay_follow_serves_a_read_only_replica_that_keeps_up_with_l1(tmp_path: Path, batcher_key) -> None:
+    from node_process import NodeProcess, kill_all
+
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
+            l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, 0, "0x" + "44" * 20, value=5)))
+            wait_posted(l2)
+            follower = NodeProcess(["replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis",
+                                    str(DEVNET_GENESIS), "--datadir", str(tmp_path / "replica"), "--follow",
+                                    "--http-port", "0"], tmp_path / "follower.log")
+            try:
+                follower.start().wait_ready(60)
+                assert "replay done: " in follower.log()
+                for nonce in range(1, 4):
+                    l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, nonce, "0x" + "44" * 20, value=5)))
+                head = wait_posted(l2)["unsafe_l2"]
+                deadline = time.monotonic() + 30
+                while follower.rpc("eth_blockNumber") != head["number"]:
+                    assert time.monotonic() < deadline, follower.log()[-2000:]
+                    time.sleep(0.1)
+                assert follower.rpc("eth_getBlockByNumber", head["number"], False)["hash"] == head["hash"]
+                assert follower.rpc("eth_getBalance", "0x" + "44" * 20, "latest") == hex(20)
+                status = follower.rpc("ol_syncStatus")
+                assert status["posted_l2"]["hash"] == head["hash"] and status["poster"]["mode"] == "follower"
+                refused = follower.rpc.request("eth_sendRawTransaction", sign(1, 0, "0x" + "44" * 20))
+                assert "read-only replica" in refused["error"]["message"]
+                follower.signal(2)
+                assert follower.wait() == 0
+            finally:
+                kill_all()

@@ -21,11 +21,23 @@ class OlSyncAPI:
                 "timestamp": hex(header.timestamp), "stateRoot": "0x" + header.state_root.hex()}
 
     def syncStatus(self) -> dict[str, Any]:
-        """unsafe_l2: the sequencer's head; posted_l2: the last block the L1 inbox holds (as
-        last read from L1); current_l1: the L1 head the poster last saw; poster: its state."""
+        """unsafe_l2: this node's head; posted_l2: the last block the L1 inbox holds (as last
+        read from L1; on a `replay --follow` replica, the last block verified against L1);
+        current_l1: the L1 head last seen; poster: the batch poster's (or follower's) state."""
         from ..settlement.poster import sync_status_of
 
-        poster = self.node.poster
+        poster, follower = self.node.poster, getattr(self.node, "follower", None)
+        if follower is not None:
+            from ..settlement.follower import sync_status_of_follower
+
+            status = sync_status_of_follower(follower)
+            l1_head = status.pop("l1Head")
+            return {
+                "unsafe_l2": self._block_ref(self.node.blockchain.head.block_number),
+                "posted_l2": self._block_ref(follower.status.verified_block),
+                "current_l1": None if l1_head is None else {"number": l1_head},
+                "poster": status,
+            }
         status = sync_status_of(poster)
         return {
             "unsafe_l2": self._block_ref(self.node.blockchain.head.block_number),

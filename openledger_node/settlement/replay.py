@@ -20,7 +20,7 @@ from typing import AsyncIterator, Callable
 
 from eth_hash.auto import keccak
 
-from ..chain.chain import Blockchain
+from ..chain.chain import Blockchain, SealedBlock
 from . import codec, inbox
 from .l1 import L1Client, hex_bytes
 
@@ -52,6 +52,7 @@ class ReplaySummary:
     head_number: int = 0
     head_hash: bytes = b""
     state_root: bytes = b""
+    l1_head: int = 0  # the L1 block the events were read up to
 
 
 async def check_inbox(l1: L1Client, address: bytes, blockchain: Blockchain) -> None:
@@ -63,9 +64,10 @@ async def check_inbox(l1: L1Client, address: bytes, blockchain: Blockchain) -> N
         raise InboxMismatch(f"the inbox records L2 genesis 0x{genesis.hex()}, the genesis file gives 0x{ours.hex()}")
 
 
-async def batch_records(l1: L1Client, address: bytes, from_block: int = 0) -> AsyncIterator[inbox.BatchRecord]:
-    """Every BatchAppended event of the inbox up to the L1 head, in order."""
-    head = await l1.block_number()
+async def batch_records(l1: L1Client, address: bytes, from_block: int = 0,
+                        to_block: int | None = None) -> AsyncIterator[inbox.BatchRecord]:
+    """Every BatchAppended event of the inbox from ``from_block`` to ``to_block`` (the L1 head), in order."""
+    head = await l1.block_number() if to_block is None else to_block
     start = from_block
     while start <= head:
         end = min(start + LOG_RANGE - 1, head)
@@ -93,7 +95,8 @@ async def batch_data(l1: L1Client, address: bytes, record: inbox.BatchRecord) ->
     return call.data
 
 
-def apply_batch(blockchain: Blockchain, record: inbox.BatchRecord, data: bytes) -> tuple[int, int]:
+def apply_batch(blockchain: Blockchain, record: inbox.BatchRecord, data: bytes,
+                on_block: Callable[[SealedBlock], None] | None = None) -> tuple[int, int]:
     """Decode and execute one batch on ``blockchain``; (blocks, transactions) added.
 
     Blocks the datadir already holds (an earlier, interrupted replay) are not rebuilt;
@@ -109,7 +112,9 @@ def apply_batch(blockchain: Blockchain, record: inbox.BatchRecord, data: bytes) 
     for block in blocks:
         if blockchain.head.block_number >= block.number:
             continue
-        _build(blockchain, record.index, block)
+        sealed = _build(blockchain, record.index, block)
+        if on_block is not None:
+            on_block(sealed)
         added += 1
         txs += len(block.transactions)
     last = blockchain.header_by_number(record.last_block)
@@ -122,7 +127,7 @@ def apply_batch(blockchain: Blockchain, record: inbox.BatchRecord, data: bytes) 
     return added, txs
 
 
-def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> None:
+def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> SealedBlock:
     parent = blockchain.head
     if block.number != parent.block_number + 1:
         raise ReplayError(batch, block.number, f"follows block {parent.block_number}")
@@ -144,6 +149,7 @@ def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> None:
     if len(sealed.block.transactions) != len(transactions):
         raise ReplayError(batch, block.number, f"only {len(sealed.block.transactions)} of {len(transactions)} "
                           "transactions fit in the block's gas limit")
+    return sealed
 
 
 async def replay(
@@ -158,7 +164,8 @@ async def replay(
     await check_inbox(l1, address, blockchain)
     summary = ReplaySummary()
     started = time.perf_counter()
-    async for record in batch_records(l1, address, from_l1_block):
+    summary.l1_head = await l1.block_number()
+    async for record in batch_records(l1, address, from_l1_block, summary.l1_head):
         if record.index != summary.batches:
             raise ReplayError(record.index, record.first_block, f"expected batch {summary.batches} next")
         data = await batch_data(l1, address, record)
