@@ -59,7 +59,7 @@ def load_config(path: Optional[Path]) -> dict[str, Any]:
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "datadir": (str, Path), "http_host": (str,), "http_port": (int,), "block_time": (int, float),
     "dev": (bool,), "mining": (bool,), "max_body_bytes": (int,), "max_batch": (int,), "sync_writes": (bool,),
-    "l1_rpc": (str,), "l1_inbox": (str,), "l1_keystore": (str, Path), "batch_max_age": (int, float),
+    "l1_rpc": (str,), "l1_inbox": (str,), "l1_chain_id": (int,), "l1_keystore": (str, Path), "batch_max_age": (int, float),
     "batch_max_bytes": (int,),
 }
 
@@ -106,6 +106,7 @@ def run(
     mining: Optional[bool] = typer.Option(None, "--mining/--no-mining", help="produce blocks [on]; off: serve RPC only"),
     l1_rpc: Optional[str] = typer.Option(None, "--l1-rpc", help="L1 JSON-RPC URL: post batches there (needs --l1-inbox and a batcher key)"),
     l1_inbox: Optional[str] = typer.Option(None, "--l1-inbox", help="address of the BatchInbox contract on the L1"),
+    l1_chain_id: Optional[int] = typer.Option(None, "--l1-chain-id", help="the L1's chain id; the poster refuses an L1 that answers another"),
     l1_keystore: Optional[Path] = typer.Option(None, "--l1-keystore", help="batcher keystore (password in OPENLEDGER_BATCHER_PASSWORD); else the key in OPENLEDGER_BATCHER_KEY"),
     batch_max_age: Optional[float] = typer.Option(None, "--batch-max-age", help="seconds before a batch is posted however small [30]"),
     log_level: str = typer.Option("info", "--log-level"),
@@ -121,7 +122,8 @@ def run(
     settings = load_config(config)
     for key, value in (("datadir", datadir), ("http_host", http_host), ("http_port", http_port),
                        ("block_time", block_time), ("dev", dev), ("mining", mining), ("l1_rpc", l1_rpc),
-                       ("l1_inbox", l1_inbox), ("l1_keystore", l1_keystore), ("batch_max_age", batch_max_age)):
+                       ("l1_inbox", l1_inbox), ("l1_chain_id", l1_chain_id), ("l1_keystore", l1_keystore),
+                       ("batch_max_age", batch_max_age)):
         if value is not None:
             settings[key] = value
     if "datadir" not in settings:

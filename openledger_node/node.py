@@ -44,6 +44,7 @@ class NodeConfig:
     # Settlement (docs/batches.md): the batch poster runs when l1_rpc is set.
     l1_rpc: str | None = None
     l1_inbox: str | None = None  # BatchInbox address on the L1
+    l1_chain_id: int | None = None  # checked against the L1's eth_chainId when set
     l1_keystore: Path | None = None  # batcher key; else OPENLEDGER_BATCHER_KEY
     batch_max_age: float = 30.0  # seconds before a batch is closed however small
     batch_max_bytes: int = 100_000  # compressed batch data per L1 transaction

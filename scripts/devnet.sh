@@ -82,6 +82,6 @@ OpenLedger devnet
   Audit:     openledger-node replay --l1-rpc $L1_URL --inbox $INBOX --genesis genesis/devnet.json --datadir /tmp/audit
 INFO
 openledger-node run --datadir "$DATADIR" --http-port "$PORT" --block-time "$BLOCK_TIME" --dev \
-  --l1-rpc "$L1_URL" --l1-inbox "$INBOX" --batch-max-age "$BATCH_MAX_AGE" "$@" &
+  --l1-rpc "$L1_URL" --l1-inbox "$INBOX" --l1-chain-id 31337 --batch-max-age "$BATCH_MAX_AGE" "$@" &
 PIDS+=($!)
 wait -n "${PIDS[@]}" || true

@@ -11,6 +11,7 @@ import pytest
 from anvil_process import Anvil, running_anvil
 from conftest import running_node
 from node_process import init_datadir, kill_all, start_node
+from openledger_node.devkeys import DEV_ACCOUNTS
 from openledger_node.settlement import inbox
 from test_settlement_replay import (BATCHER, assert_same_chain, genesis_hash, poster_config, replay, sign,
                                     wait_posted)
@@ -151,3 +152,32 @@ def test_a_stuck_batch_is_sent_again_with_higher_fees_and_lands_once(tmp_path: P
         assert included["nonce"] == "0x1"
         unbumped_tip = int(anvil.rpc("eth_maxPriorityFeePerGas"), 16)
         assert int(included["maxPriorityFeePerGas"], 16) >= unbumped_tip * 25 // 16  # two bumps of 5/4
+
+
+@pytest.mark.parametrize("mistake, reason", [
+    ({"l1_chain_id": 1}, "has chain id 31337, not the configured 1"),
+    ({"l1_inbox": "0x" + "99" * 20}, "no contract at the inbox address"),
+])
+def test_a_misconfigured_poster_stops_and_says_why(tmp_path: Path, batcher_key, mistake, reason) -> None:
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        with running_node(tmp_path / "l2", **{**poster_config(anvil, address), **mistake}) as l2:
+            l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, 0, "0x" + "22" * 20, value=1)))
+            deadline = time.monotonic() + 15
+            while (stopped := l2.rpc("ol_syncStatus")["poster"]["stopped"]) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert reason in stopped
+            assert l2.rpc("eth_blockNumber") == "0x1"  # the L2 keeps going
+        assert anvil.batch_records(address) == []
+
+
+def test_an_inbox_for_another_batcher_stops_the_poster(tmp_path: Path, batcher_key) -> None:
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], DEV_ACCOUNTS[5][0], genesis_hash())
+        with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
+            deadline = time.monotonic() + 15
+            while (stopped := l2.rpc("ol_syncStatus")["poster"]["stopped"]) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert f"the inbox's batcher is {DEV_ACCOUNTS[5][0].lower()}" in stopped

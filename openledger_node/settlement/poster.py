@@ -58,6 +58,7 @@ class PosterConfig:
     backoff_min: float = 0.5
     backoff_max: float = 30.0
     codec_version: int = codec.DEFAULT_VERSION
+    l1_chain_id: int | None = None  # the L1 must answer this eth_chainId when set
 
 
 @dataclass
@@ -108,7 +109,7 @@ def poster_from_config(blockchain: Blockchain, node_config: Any) -> BatchPoster:
     if len(address) != 20:
         raise PosterConfigError("--l1-inbox must be the 20-byte address of the BatchInbox contract on the L1")
     config = PosterConfig(l1_rpc=node_config.l1_rpc, inbox=address, max_batch_age=node_config.batch_max_age,
-                          max_batch_bytes=node_config.batch_max_bytes)
+                          max_batch_bytes=node_config.batch_max_bytes, l1_chain_id=node_config.l1_chain_id)
     if config.max_batch_bytes < 1000:
         raise PosterConfigError("batch_max_bytes must be at least 1000")
     return BatchPoster(blockchain, config, load_batcher_key(node_config.l1_keystore))
@@ -184,6 +185,10 @@ class BatchPoster:
 
     async def _check_inbox(self) -> None:
         l1, box = self._l1, self.config.inbox
+        chain_id = await l1.chain_id()
+        if self.config.l1_chain_id is not None and chain_id != self.config.l1_chain_id:
+            raise PosterConfigError(f"the L1 at {self.config.l1_rpc} has chain id {chain_id}, "
+                                    f"not the configured {self.config.l1_chain_id}")
         if not await l1.code(box):
             raise PosterConfigError(f"no contract at the inbox address 0x{box.hex()} on the L1")
         batcher = inbox.decode_address(await l1.eth_call(box, inbox.BATCHER))
@@ -193,7 +198,7 @@ class BatchPoster:
         ours = self.chain.header_by_number(0).hash
         if genesis != ours:
             raise PosterConfigError(f"the inbox is for L2 genesis 0x{genesis.hex()}, this chain's is 0x{ours.hex()}")
-        self._l1_chain_id = await l1.chain_id()
+        self._l1_chain_id = chain_id
         self._checked = True
 
     async def _round(self) -> bool:
