@@ -12,7 +12,8 @@ poster, and replays it from L1 alone with the auditor.  It prints, per workload:
 - the replay's execution speed against the sequencer's, on the same transactions.
   "seal" is the sequencer's block building alone (its peak); "admit+seal" adds the
   pool's admission (decoding, signature recovery, checks) that every transaction
-  goes through before a block.
+  goes through before a block; "chain peak" is what the chain can carry at most: full
+  blocks of the workload every ``--block-time`` seconds.
 
     .venv/bin/python scripts/bench_settlement.py [--txs 2000] [--per-block 200]
 """
@@ -139,10 +140,10 @@ def _selector(signature: str) -> str:
     return keccak(signature.encode())[:4].hex()
 
 
-def seal_all(node: Node, raws: list[bytes], per_block: int) -> tuple[int, float, float]:
+def seal_all(node: Node, raws: list[bytes], per_block: int) -> tuple[int, float, float, int]:
     """Seal ``raws``, ``per_block`` at a time (more blocks when their gas limits do not fit
-    in one): (transactions, seal seconds, admit+seal seconds)."""
-    sealed_txs, seal_s, total_s = 0, 0.0, 0.0
+    in one): (transactions, seal seconds, admit+seal seconds, gas used)."""
+    sealed_txs, seal_s, total_s, gas = 0, 0.0, 0.0, 0
     for start in range(0, len(raws), per_block):
         began = time.perf_counter()
         for raw in raws[start:start + per_block]:
@@ -151,6 +152,7 @@ def seal_all(node: Node, raws: list[bytes], per_block: int) -> tuple[int, float,
             block = node.sequencer.seal()
             seal_s += block.seconds
             sealed_txs += len(block.block.transactions)
+            gas += block.block.header.gas_used
             failed = [r for r in block.receipts if r.state_root != b"\x01"]
             if failed or not block.block.transactions:
                 raise SystemExit(f"block {block.block.number}: {len(failed)} transactions failed, "
@@ -158,7 +160,7 @@ def seal_all(node: Node, raws: list[bytes], per_block: int) -> tuple[int, float,
         total_s += time.perf_counter() - began
     if sealed_txs != len(raws):
         raise SystemExit(f"{sealed_txs} of {len(raws)} transactions sealed")
-    return sealed_txs, seal_s, total_s
+    return sealed_txs, seal_s, total_s, gas
 
 
 async def post_all(node: Node, url: str, inbox_address: bytes) -> None:
@@ -205,7 +207,7 @@ async def replay_into(url: str, inbox_address: bytes, datadir: Path):
         chain.close()
 
 
-def run(workload: Workload, txs: int, per_block: int, tmp: Path) -> dict[str, object]:
+def run(workload: Workload, txs: int, per_block: int, tmp: Path, block_time: float) -> dict[str, object]:
     import os
 
     os.environ["OPENLEDGER_BATCHER_KEY"] = DEV_ACCOUNTS[0][1]
@@ -219,7 +221,8 @@ def run(workload: Workload, txs: int, per_block: int, tmp: Path) -> dict[str, ob
         try:
             seal_all(node, workload.setup(), per_block)
             raws = workload.body(txs)
-            count, seal_s, total_s = seal_all(node, raws, per_block)
+            count, seal_s, total_s, gas = seal_all(node, raws, per_block)
+            gas_limit = node.blockchain.head.gas_limit
             all_txs = sum(len(node.blockchain.block(node.blockchain.header_by_number(n)).transactions)
                           for n in range(1, node.blockchain.head.block_number + 1))
             asyncio.run(post_all(node, anvil.url, inbox_address))
@@ -235,6 +238,8 @@ def run(workload: Workload, txs: int, per_block: int, tmp: Path) -> dict[str, ob
         "seal_tps": count / seal_s, "admit_tps": count / total_s,
         "replay_tps": summary.transactions / summary.execute_seconds,
         "replay_wall_tps": summary.transactions / summary.seconds,
+        # The most the chain can produce: full blocks of this workload every block_time seconds.
+        "peak_tps": gas_limit / (gas / count) / block_time,
     }
 
 
@@ -243,6 +248,7 @@ def main() -> None:
     parser.add_argument("--txs", type=int, default=2000, help="measured transactions per workload")
     parser.add_argument("--per-block", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1612)
+    parser.add_argument("--block-time", type=float, default=2.0, help="the chain's block time, for its peak rate")
     parser.add_argument("--only", choices=["transfers", "erc20", "contributions"], action="append")
     args = parser.parse_args()
     kinds = {"transfers": Transfers, "erc20": TokenTransfers, "contributions": Contributions}
@@ -250,13 +256,16 @@ def main() -> None:
     for key in args.only or list(kinds):
         with tempfile.TemporaryDirectory(prefix="bench-settlement-") as tmp:
             print(f"running {kinds[key].name} ...", file=sys.stderr, flush=True)
-            rows.append(run(kinds[key](random.Random(args.seed)), args.txs, args.per_block, Path(tmp)))
+            rows.append(run(kinds[key](random.Random(args.seed)), args.txs, args.per_block, Path(tmp),
+                            args.block_time))
     head = ("workload", "L2 txs", "batches", "RLP B/tx", "zlib x", "brotli x", "L1 gas/tx",
-            "seal tx/s", "admit+seal tx/s", "replay tx/s", "replay/seal", "replay incl. L1 fetch tx/s")
+            "seal tx/s", "admit+seal tx/s", "replay tx/s", "replay/seal", "replay incl. L1 fetch tx/s",
+            "chain peak tx/s", "replay/peak")
     table = [head] + [(
         r["workload"], str(r["all_txs"]), str(r["batches"]), f"{r['bytes_per_tx']:.0f}", f"{r['zlib']:.2f}",
         f"{r['brotli']:.2f}", f"{r['gas_per_tx']:.0f}", f"{r['seal_tps']:.0f}", f"{r['admit_tps']:.0f}",
         f"{r['replay_tps']:.0f}", f"{r['replay_tps'] / r['seal_tps']:.2f}x", f"{r['replay_wall_tps']:.0f}",
+        f"{r['peak_tps']:.0f}", f"{r['replay_tps'] / r['peak_tps']:.2f}x",
     ) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for i, row in enumerate(table):
@@ -265,8 +274,9 @@ def main() -> None:
             print("  ".join("-" * w for w in widths))
     print(f"\n{args.txs} measured transactions per workload from {len(SENDERS)} senders, {args.per_block} per block; "
           "compression over the block ranges the poster posted (codec in use: "
-          f"{codec.VERSIONS[codec.DEFAULT_VERSION]}); replay tx/s counts block building only, the last column "
-          "adds reading events and calldata from anvil.", flush=True)
+          f"{codec.VERSIONS[codec.DEFAULT_VERSION]}); replay tx/s counts block building only, \"incl. L1 fetch\" "
+          "adds reading events and calldata from anvil; chain peak = block gas limit / gas per tx / "
+          f"{args.block_time:g} s block time.", flush=True)
 
 
 if __name__ == "__main__":
