@@ -357,6 +357,10 @@ def version() -> None:
     typer.echo(f"openledger-node {__version__}")
 
 
+from . import wallet_cli  # noqa: E402  (datanet, model, attribute, claim)
+wallet_cli.register(app)
+
+
 def main() -> None:
     app()
 
