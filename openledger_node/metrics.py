@@ -30,11 +30,34 @@ class NodeMetrics:
         head.set_function(lambda: node.blockchain.head.block_number)
         pool = Gauge("openledger_txpool_transactions", "Transactions waiting in the pool", registry=r)
         pool.set_function(lambda: len(node.pool))
+        self._settlement_gauges(node)
         self.rpc_requests = Counter("openledger_rpc_requests", "JSON-RPC calls by method and outcome",
                                     ["method", "outcome"], registry=r)
         self.rpc_seconds = Histogram("openledger_rpc_request_seconds", "JSON-RPC call latency by method",
                                      ["method"], buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
                                      registry=r)
+
+    def _settlement_gauges(self, node: "Node") -> None:
+        """What the batch poster last read from L1 (0 while no poster runs or nothing was read)."""
+        r = self.registry
+
+        def poster_value(read):
+            def value() -> float:
+                poster = getattr(node, "poster", None)
+                found = read(poster.status) if poster is not None else None
+                return 0 if found is None else found
+            return value
+
+        gauges = (
+            ("openledger_l1_posted_block", "Last L2 block the L1 inbox holds", lambda s: s.posted_block),
+            ("openledger_l1_batches", "Batches the L1 inbox holds", lambda s: s.batches),
+            ("openledger_l1_head_block", "L1 head block the poster last saw",
+             lambda s: s.l1_head.number if s.l1_head else None),
+            ("openledger_l1_poster_healthy", "1 while the poster's last round reached the L1 and it runs",
+             lambda s: int(s.last_error is None and s.stopped_reason is None and s.l1_head is not None)),
+        )
+        for name, help_text, read in gauges:
+            Gauge(name, help_text, registry=r).set_function(poster_value(read))
 
     def on_block(self, sealed: "SealedBlock") -> None:
         header = sealed.block.header

@@ -117,6 +117,9 @@ def test_replay_from_l1_rebuilds_the_same_chain(tmp_path: Path, batcher_key) -> 
             status = wait_posted(l2)
             assert status["poster"]["lastError"] is None
             assert int(status["current_l1"]["number"], 16) >= 1
+            metrics = l2.client.get(l2.url + "/metrics").text
+            assert f"openledger_l1_posted_block {float(int(status['posted_l2']['number'], 16))}" in metrics
+            assert "openledger_l1_poster_healthy 1.0" in metrics
         records = anvil.batch_records(address)
         assert [r.index for r in records] == list(range(len(records)))
         assert records[0].first_block == 1
