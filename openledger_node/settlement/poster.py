@@ -156,6 +156,13 @@ class BatchPoster:
                     log.warning("batch poster: %s; retrying in %.1fs", exc, backoff)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, self.config.backoff_max)
+                except PosterConfigError:
+                    raise
+                except Exception as exc:  # an L1 answer we cannot read, or a bug: keep the poster alive
+                    self.status.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("batch poster: unexpected error; retrying in %.1fs", backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, self.config.backoff_max)
         except PosterConfigError as exc:
             self.status.stopped_reason = str(exc)
             log.error("batch poster stopped: %s", exc)
