@@ -747,5 +747,7 @@ def register(app: typer.Typer) -> None:
     """Add the wallet commands to the ``openledger-node`` app."""
     app.add_typer(datanet_app, name="datanet")
     app.add_typer(model_app, name="model")
+    from .ai.cli import register_model_commands  # model train (ModelFactory); torch loads only when it runs
+    register_model_commands(model_app)
     app.command("attribute")(attribute)
     app.command("claim")(claim)

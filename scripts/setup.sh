@@ -20,7 +20,7 @@ if [ "$(cat .venv/.openledger-installed 2>/dev/null)" != "$want" ] \
   || ! python -c "import attribution_native._core" 2>/dev/null; then
   echo "setup: installing Python packages" >&2
   python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet -e '.[test]'
+  python -m pip install --quiet -e '.[test,ai]'
   echo "$want" > .venv/.openledger-installed
 fi
 

@@ -1,0 +1,139 @@
+"""``openledger-node model train``: ModelFactory from the command line.
+
+Added to the wallet's ``model`` group (``wallet_cli.register`` calls ``register_model_commands``),
+so that it shares ``--rpc``, ``--keystore`` / ``$OPENLEDGER_PRIVATE_KEY``, ``--timeout``,
+``--json`` and the one-line errors with ``model register``. torch is imported only when the
+command runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .. import wallet_cli
+from ..wallet_cli import JsonOut, Keystore, Rpc, RpcUrl, Timeout, WalletError
+from .base import ModelDirError, check_model_dir
+from .datanet import fetch_version, parse_datanet_version, split
+from .factory import LoraSettings, TrainingError
+
+
+@wallet_cli._operator_errors
+def train(
+    datanet: Annotated[list[str], typer.Option("--datanet", metavar="ID:VERSION", help="a published Datanet version to train on (repeatable, one version per Datanet)")],
+    base_model: Annotated[Path, typer.Option("--base-model", metavar="DIR", help="base model directory in the Hugging Face layout (safetensors)")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="where the adapter and manifest.json go (new or empty)")],
+    rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank r")] = 8,
+    alpha: Annotated[int, typer.Option("--alpha", min=1, help="LoRA alpha (the update is scaled by alpha / rank)")] = 16,
+    target_modules: Annotated[Optional[str], typer.Option("--target-modules", metavar="NAMES", help="comma-separated module names to adapt, e.g. q_proj,v_proj (default: peft's choice for the architecture)")] = None,
+    dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9, help="LoRA dropout")] = 0.0,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="learning rate (AdamW, constant)")] = 3e-4,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="blocks per optimizer step")] = 8,
+    block_size: Annotated[int, typer.Option("--block-size", min=8, help="tokens per block (capped at the model's context)")] = 128,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="seeds the split, the adapter's initial weights and the batch order")] = 0,
+    eval_fraction: Annotated[float, typer.Option("--eval-fraction", help="share of contributions held out to measure loss (0: none)")] = 0.1,
+    register: Annotated[bool, typer.Option("--register", help="register the model on-chain (registerModel) with the adapter's hash")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", help="the registered model's name, 1 to 64 bytes (default: the --out folder's name)")] = None,
+    owner_share_bps: Annotated[int, typer.Option("--owner-share-bps", min=0, max=10_000, help="with --register: the owner's part of each fee, in basis points")] = 0,
+    rpc: RpcUrl = wallet_cli.DEFAULT_RPC, keystore: Keystore = None, timeout: Timeout = 120.0, as_json: JsonOut = False,
+) -> None:
+    """Fine-tune a LoRA adapter on published Datanet versions read from the node; save it with a manifest
+    (loss on held-out contributions before and after, the adapter's keccak256) and, with --register, register it."""
+    pairs = [parse_datanet_version(text) for text in datanet]
+    if len({d for d, _ in pairs}) != len(pairs):
+        raise WalletError("--datanet: one version per Datanet (a model is registered with one version of each)")
+    modules = tuple(m.strip() for m in target_modules.split(",") if m.strip()) if target_modules else None
+    model_name = name if name is not None else out.resolve().name
+    if not 1 <= len(model_name.encode()) <= 64:
+        raise WalletError(f"model name {model_name!r} must be 1 to 64 bytes (--name)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise WalletError(f"--out {out} exists and is not an empty folder")
+    settings = LoraSettings(rank=rank, alpha=alpha, target_modules=modules, dropout=dropout, learning_rate=lr,
+                            epochs=epochs, batch_size=batch_size, block_size=block_size, seed=seed,
+                            eval_fraction=eval_fraction)
+    try:
+        check_model_dir(base_model)
+    except ModelDirError as exc:
+        raise WalletError(str(exc)) from None
+    account = wallet_cli.load_account(keystore) if register else None  # before the work, not after it
+
+    client = Rpc(rpc, timeout=timeout)
+    versions = [fetch_version(client, d, v) for d, v in pairs]
+    train_set, held_out = split([c for v in versions for c in v.contributions], eval_fraction, seed)
+    typer.echo(f"{sum(len(v.contributions) for v in versions)} contributions from "
+               f"{', '.join(f'Datanet {v.datanet_id} version {v.version}' for v in versions)}: "
+               f"{len(train_set)} to train on, {len(held_out)} held out", err=True)
+
+    document = _train_and_save(base_model, versions, train_set, held_out, settings, out, model_name)
+    if account is not None:
+        wallet = wallet_cli.Wallet(client, account, receipt_timeout=timeout)
+        outcome = wallet.transact(
+            wallet_cli.attribution(), "registerModel", model_name, [d for d, _ in pairs], [v for _, v in pairs],
+            bytes.fromhex(document["adapter"]["hash"][2:]), owner_share_bps)
+        model_id = wallet_cli._first_arg(outcome, "ModelRegistered", "modelId")
+        document["registration"] = {"chainId": wallet.chain_id, "modelId": model_id, "owner": account.address,
+                                    "ownerShareBps": owner_share_bps, "tx": outcome.tx_hash, "block": outcome.block}
+        from .factory import write_manifest
+
+        write_manifest(out, document)
+    wallet_cli._emit(as_json, document, _lines(document, out))
+
+
+def _train_and_save(base_model: Path, versions, train_set, held_out, settings: LoraSettings, out: Path,
+                    model_name: str) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .base import load_base_model
+    from .factory import manifest, save_adapter, train_adapter, write_manifest
+
+    try:
+        base = load_base_model(base_model)
+    except ModelDirError as exc:
+        raise WalletError(str(exc)) from None
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("train", total=None, loss="-")
+
+        def progress(step: int, steps: int, loss: float) -> None:
+            bar.update(task, completed=step, total=steps, loss=f"{loss:.4f}")
+
+        try:
+            model, report = train_adapter(base, train_set, held_out, settings, progress)
+        except TrainingError as exc:
+            raise WalletError(str(exc)) from None
+    adapter, adapter_hash = save_adapter(model, out)
+    document = manifest(name=model_name, base=base, versions=versions, train=train_set, held_out=held_out,
+                        settings=settings, report=report, adapter=adapter, adapter_hash=adapter_hash)
+    write_manifest(out, document)
+    return document
+
+
+def _lines(document: dict[str, Any], out: Path) -> list[str]:
+    metrics, adapter = document["metrics"], document["adapter"]
+    if metrics["evalLossBefore"] is not None:
+        loss = (f"held-out loss {metrics['evalLossBefore']:.4f} -> {metrics['evalLossAfter']:.4f} nats/token "
+                f"(perplexity {metrics['evalPerplexityBefore']:.2f} -> {metrics['evalPerplexityAfter']:.2f}, "
+                f"{metrics['evalTokens']} tokens)")
+    else:
+        loss = "no held-out set (--eval-fraction 0)"
+    lines = [
+        loss,
+        f"trained {metrics['steps']} steps on {metrics['trainTokens']} tokens in {metrics['seconds']:.1f} s "
+        f"({metrics['tokensPerSecond']:.0f} tokens/s), {adapter['trainableParameters']:,} adapter parameters",
+        f"adapter {out / adapter['file']} ({adapter['bytes']:,} bytes), keccak256 {adapter['hash']}",
+        f"manifest {out / 'manifest.json'}",
+    ]
+    registration = document.get("registration")
+    if registration is not None:
+        lines.append(f"registered: model id {registration['modelId']} "
+                     f"(transaction {registration['tx']}, block {registration['block']})")
+    return lines
+
+
+def register_model_commands(model_app: typer.Typer) -> None:
+    """Add ``train`` to the wallet's ``model`` group."""
+    model_app.command("train")(train)
