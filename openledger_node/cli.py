@@ -285,7 +285,7 @@ def _follow(chain, summary, l1_rpc: str, address: bytes, http_host: str, http_po
                 blockchain=chain)
     node.follower = BatchFollower(
         chain, l1_rpc, address, batches=summary.batches, verified_block=summary.head_number,
-        next_l1_block=summary.l1_head + 1,
+        next_l1_block=summary.l1_head + 1, last_event=summary.last_event,
         on_block=lambda sealed: [listener(sealed) for listener in node.sequencer.listeners],
     )
 

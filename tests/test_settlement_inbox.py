@@ -26,9 +26,10 @@ def test_the_signatures_written_in_python_match_the_compiled_abi() -> None:
         return f"{entry['name']}({','.join(i['type'] for i in entry['inputs'])})"
 
     by_type = {kind: {signature(e) for e in abi if e["type"] == kind} for kind in ("function", "event", "error")}
-    assert inbox.APPEND_SIGNATURE in by_type["function"]
-    assert {"batchCount()", "nextBlock()", "batcher()", "l2Genesis()"} <= by_type["function"]
-    assert by_type["event"] == {inbox.EVENT_SIGNATURE}
+    assert {inbox.APPEND_SIGNATURE, inbox.FRAME_SIGNATURE, inbox.DISCARD_SIGNATURE} <= by_type["function"]
+    assert {"batchCount()", "nextBlock()", "batcher()", "l2Genesis()", "pendingFrames()", "batch(uint256)"} \
+        <= by_type["function"]
+    assert by_type["event"] == {inbox.EVENT_SIGNATURE, inbox.FRAME_EVENT_SIGNATURE, inbox.DISCARD_EVENT_SIGNATURE}
     assert by_type["error"] == set(inbox.ERRORS)
 
 
@@ -152,3 +153,38 @@ def test_run_with_an_l1_but_no_batcher_key_fails_in_one_line(tmp_path: Path, mon
     assert "Traceback" not in done.stderr
     done = run_cli("run", "--datadir", str(tmp_path / "l2"), "--l1-rpc", "http://127.0.0.1:9")
     assert done.returncode == 1 and "--l1-rpc needs --l1-inbox" in done.stderr
+
+
+def test_a_batch_in_frames_records_the_hash_chain_of_its_parts(l1) -> None:
+    anvil, address = l1
+    frame = lambda index, number, data: inbox.FrameCall(index, number, data).encode()  # noqa: E731
+    assert call(anvil, address, BATCHER[0], frame(0, 1, b"a")) == "UnexpectedFrame(0, 1)"
+    assert call(anvil, address, STRANGER[0], frame(0, 0, b"a")) == f"NotBatcher({STRANGER[0].lower()})"
+    assert call(anvil, address, BATCHER[0], frame(1, 0, b"a")) == "UnexpectedIndex(0, 1)"
+    assert call(anvil, address, BATCHER[0], frame(0, 0, b"")) == "EmptyData()"
+    append_raw(anvil, address, frame(0, 0, b"stale"))
+    append_raw(anvil, address, inbox.discard_call(0))  # a poster that could not continue them
+    assert inbox.decode_uint(anvil.call(address, inbox.PENDING_FRAMES)) == 0
+    append_raw(anvil, address, frame(0, 0, b"part one "))
+    append_raw(anvil, address, frame(0, 1, b"part two "))
+    assert inbox.decode_uint(anvil.call(address, inbox.PENDING_FRAMES)) == 2
+    append(anvil, address, AppendCall(0, 1, 3, b"\x01" * 32, b"\x02" * 32, b"and the end"))
+    assert inbox.decode_uint(anvil.call(address, inbox.PENDING_FRAMES)) == 0
+    (record,) = anvil.batch_records(address)
+    assert record.frames == 3
+    assert record.data_hash == inbox.frames_hash([b"part one ", b"part two ", b"and the end"])
+    # The next batch starts without frames: its dataHash is the plain keccak of its data.
+    append(anvil, address, AppendCall(1, 4, 4, b"\x03" * 32, b"\x04" * 32, b"one part"))
+    assert anvil.batch_records(address)[1].data_hash == keccak(b"one part")
+    assert anvil.batch_records(address)[1].frames == 1
+
+
+def append_raw(anvil, address: str, calldata: bytes, key: str = BATCHER[1]) -> None:
+    async def go() -> None:
+        client = L1Client(anvil.url)
+        try:
+            await send(client, key, address, calldata)
+        finally:
+            await client.close()
+
+    asyncio.run(go())

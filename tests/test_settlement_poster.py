@@ -181,3 +181,41 @@ def test_an_inbox_for_another_batcher_stops_the_poster(tmp_path: Path, batcher_k
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             assert f"the inbox's batcher is {DEV_ACCOUNTS[5][0].lower()}" in stopped
+
+
+def test_a_poster_restarted_between_frames_continues_them(tmp_path: Path, batcher_key) -> None:
+    import os
+
+    with running_anvil(tmp_path / "l1", "--no-mining") as anvil:
+        anvil.rpc("evm_setAutomine", True)
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        anvil.rpc("evm_setAutomine", False)
+        datadir = tmp_path / "l2"
+        init_datadir(datadir)
+        config = tmp_path / "node.toml"
+        config.write_text(f'l1_rpc = "{anvil.url}"\nl1_inbox = "{address}"\nbatch_max_age = 0.5\nbatch_max_bytes = 1000\n')
+        try:
+            node = start_node(datadir, tmp_path / "node.log", "--config", str(config))
+            node.rpc("eth_sendRawTransaction", sign(0, 0, "0x" + "66" * 20, data=os.urandom(3000), gas=300_000))
+            wait_log(node, r"batch 0 frame 0 sent")
+            anvil.rpc("evm_mine")
+            wait_log(node, r"batch 0 frame 1 sent")
+            node.kill()
+            anvil.rpc("evm_mine")
+            assert inbox.decode_uint(anvil.call(address, inbox.PENDING_FRAMES)) == 2
+            anvil.rpc("evm_setAutomine", True)
+            node = start_node(datadir, tmp_path / "node.log", "--config", str(config))
+            wait_log(node, r"batch 0: continuing after the 2 frames L1 holds")
+            wait_log(node, r"batch 0 posted: L2 blocks 1-1")
+            node.signal(2)
+            assert node.wait() == 0
+        finally:
+            kill_all()
+        (record,) = assert_contiguous(anvil, address)
+        assert record.frames >= 4
+        discarded = anvil.rpc("eth_getLogs", {"address": address, "topics": ["0x" + inbox.DISCARD_EVENT_TOPIC.hex()],
+                                              "fromBlock": "0x0", "toBlock": "latest"})
+        assert discarded == []
+        done = replay(anvil, address, tmp_path / "audit")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert assert_same_chain(datadir, tmp_path / "audit") == 1

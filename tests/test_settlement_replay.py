@@ -282,3 +282,35 @@ def test_replay_follow_serves_a_read_only_replica_that_keeps_up_with_l1(tmp_path
                 assert follower.wait() == 0
             finally:
                 kill_all()
+
+
+def test_a_block_too_big_for_one_l1_transaction_goes_in_frames_and_replays(tmp_path: Path, batcher_key) -> None:
+    import os
+
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        # Frames an earlier poster left for batch 0 that the batch will not continue.
+        asyncio.run(_send_calldata(anvil, address, inbox.FrameCall(0, 0, b"stale frame").encode()))
+        config = {**poster_config(anvil, address), "batch_max_bytes": 1000}
+        with running_node(tmp_path / "l2", **config) as l2:
+            big = sign(0, 0, "0x" + "66" * 20, data=os.urandom(3000), gas=300_000)
+            l2.wait_receipt(l2.rpc("eth_sendRawTransaction", big))
+            l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(1, 0, "0x" + "66" * 20, value=1)))
+            wait_posted(l2)
+        records = anvil.batch_records(address)
+        assert max(r.frames for r in records) >= 4  # 3,000 random bytes in parts of at most 1,000
+        assert all(r.frames == 1 for r in records if r.first_block != r.last_block)
+        discarded = anvil.rpc("eth_getLogs", {"address": address, "topics": ["0x" + inbox.DISCARD_EVENT_TOPIC.hex()],
+                                              "fromBlock": "0x0", "toBlock": "latest"})
+        assert len(discarded) == 1  # the stale frame, before batch 0
+        done = replay(anvil, address, tmp_path / "audit")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert assert_same_chain(tmp_path / "l2", tmp_path / "audit") == records[-1].last_block
+
+
+async def _send_calldata(anvil: Anvil, address: str, calldata: bytes) -> None:
+    l1 = L1Client(anvil.url)
+    try:
+        await send(l1, BATCHER[1], address, calldata)
+    finally:
+        await l1.close()

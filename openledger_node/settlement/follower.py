@@ -32,7 +32,8 @@ class FollowerStatus:
 
 class BatchFollower:
     def __init__(self, blockchain: Blockchain, l1_rpc: str, inbox_address: bytes, *, batches: int,
-                 verified_block: int, next_l1_block: int, on_block: Callable[[SealedBlock], None],
+                 verified_block: int, next_l1_block: int, last_event: tuple[int, int],
+                 on_block: Callable[[SealedBlock], None],
                  poll_seconds: float = 2.0, backoff_max: float = 30.0) -> None:
         self.chain = blockchain
         self.l1_rpc = l1_rpc
@@ -43,6 +44,7 @@ class BatchFollower:
         self.next_l1_block = next_l1_block
         self.status = FollowerStatus(l1_head=next_l1_block - 1, batches=batches, verified_block=verified_block)
         self._stop = asyncio.Event()
+        self._since = last_event  # (L1 block, log index) of the last batch's event: the next one's frames follow
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,7 +86,8 @@ class BatchFollower:
                 continue  # verified by an earlier pass
             if record.index != self.status.batches:
                 raise ReplayError(record.index, record.first_block, f"expected batch {self.status.batches} next")
-            data = await batch_data(l1, self.inbox, record)
+            data = await batch_data(l1, self.inbox, record, self._since)
+            self._since = (record.l1_block, record.log_index)
             if self._stop.is_set():
                 return
             blocks, txs = apply_batch(self.chain, record, data, on_block=self.on_block)

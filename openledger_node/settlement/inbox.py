@@ -15,11 +15,20 @@ from eth_hash.auto import keccak
 APPEND_SIGNATURE = "appendBatch(uint256,uint64,uint64,bytes32,bytes32,bytes)"
 APPEND_TYPES = ["uint256", "uint64", "uint64", "bytes32", "bytes32", "bytes"]
 APPEND_SELECTOR = keccak(APPEND_SIGNATURE.encode())[:4]
-EVENT_SIGNATURE = "BatchAppended(uint256,uint64,uint64,bytes32,bytes32,bytes32,bytes32)"
+FRAME_SIGNATURE = "appendFrame(uint256,uint256,bytes)"
+FRAME_TYPES = ["uint256", "uint256", "bytes"]
+FRAME_SELECTOR = keccak(FRAME_SIGNATURE.encode())[:4]
+DISCARD_SIGNATURE = "discardFrames(uint256)"
+EVENT_SIGNATURE = "BatchAppended(uint256,uint64,uint64,bytes32,bytes32,bytes32,bytes32,uint256)"
 EVENT_TOPIC = keccak(EVENT_SIGNATURE.encode())
+FRAME_EVENT_SIGNATURE = "FrameAppended(uint256,uint256,bytes32)"
+FRAME_EVENT_TOPIC = keccak(FRAME_EVENT_SIGNATURE.encode())
+DISCARD_EVENT_SIGNATURE = "FramesDiscarded(uint256,uint256)"
+DISCARD_EVENT_TOPIC = keccak(DISCARD_EVENT_SIGNATURE.encode())
 ERRORS = (
     "NotBatcher(address)", "NotFromOrigin()", "UnexpectedIndex(uint256,uint256)",
     "UnexpectedFirstBlock(uint64,uint64)", "EmptyRange(uint64,uint64)", "EmptyData()", "NoSuchBatch(uint256)",
+    "UnexpectedFrame(uint256,uint256)",
 )
 _ERRORS_BY_SELECTOR = {keccak(sig.encode())[:4]: sig for sig in ERRORS}
 OUTPUT_VERSION = 0
@@ -27,6 +36,16 @@ OUTPUT_VERSION = 0
 
 def _selector(signature: str) -> bytes:
     return keccak(signature.encode())[:4]
+
+
+def frames_hash(parts: list[bytes]) -> bytes:
+    """The dataHash the inbox records for a batch sent in ``parts`` (frames, then the closing data)."""
+    if len(parts) == 1:
+        return keccak(parts[0])
+    chained = b"\x00" * 32
+    for part in parts:
+        chained = keccak(chained + keccak(part))
+    return chained
 
 
 def output_root(state_root: bytes, block_hash: bytes) -> bytes:
@@ -60,6 +79,53 @@ class AppendCall:
 
 
 @dataclass(frozen=True)
+class FrameCall:
+    index: int
+    frame: int
+    data: bytes
+
+    def encode(self) -> bytes:
+        return FRAME_SELECTOR + eth_abi.encode(FRAME_TYPES, [self.index, self.frame, self.data])
+
+    @classmethod
+    def decode(cls, calldata: bytes) -> "FrameCall":
+        """Raises ValueError when ``calldata`` is not an appendFrame call."""
+        if calldata[:4] != FRAME_SELECTOR:
+            raise ValueError("not an appendFrame call")
+        try:
+            return cls(*eth_abi.decode(FRAME_TYPES, calldata[4:]))
+        except Exception as exc:  # eth_abi raises several unrelated types on bad input
+            raise ValueError(f"undecodable appendFrame arguments: {exc}") from None
+
+
+def discard_call(index: int) -> bytes:
+    return call_data(DISCARD_SIGNATURE, ["uint256"], [index])
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """A FrameAppended or FramesDiscarded event (``frame`` is None for a discard)."""
+
+    index: int
+    frame: int | None
+    frame_hash: bytes
+    l1_block: int
+    log_index: int
+    l1_tx: bytes
+
+    @classmethod
+    def from_log(cls, log: dict[str, Any]) -> "FrameRecord":
+        topic0 = bytes.fromhex(log["topics"][0][2:])
+        index = int(log["topics"][1], 16)
+        data = bytes.fromhex(log["data"][2:])
+        where = (int(log["blockNumber"], 16), int(log["logIndex"], 16), bytes.fromhex(log["transactionHash"][2:]))
+        if topic0 == FRAME_EVENT_TOPIC:
+            frame, frame_hash = eth_abi.decode(["uint256", "bytes32"], data)
+            return cls(index, frame, frame_hash, *where)
+        return cls(index, None, b"", *where)
+
+
+@dataclass(frozen=True)
 class BatchRecord:
     """One BatchAppended event: what L1 holds for a batch."""
 
@@ -70,16 +136,18 @@ class BatchRecord:
     block_hash: bytes
     output_root: bytes
     data_hash: bytes
+    frames: int  # L1 transactions the data came in: frames and the closing appendBatch
     l1_block: int
+    log_index: int
     l1_tx: bytes
 
     @classmethod
     def from_log(cls, log: dict[str, Any]) -> "BatchRecord":
         topics = log["topics"]
-        first, last, state_root, block_hash, out_root, data_hash = eth_abi.decode(
-            ["uint64", "uint64", "bytes32", "bytes32", "bytes32", "bytes32"], bytes.fromhex(log["data"][2:]))
-        return cls(int(topics[1], 16), first, last, state_root, block_hash, out_root, data_hash,
-                   int(log["blockNumber"], 16), bytes.fromhex(log["transactionHash"][2:]))
+        first, last, state_root, block_hash, out_root, data_hash, frames = eth_abi.decode(
+            ["uint64", "uint64", "bytes32", "bytes32", "bytes32", "bytes32", "uint256"], bytes.fromhex(log["data"][2:]))
+        return cls(int(topics[1], 16), first, last, state_root, block_hash, out_root, data_hash, frames,
+                   int(log["blockNumber"], 16), int(log["logIndex"], 16), bytes.fromhex(log["transactionHash"][2:]))
 
 
 def call_data(signature: str, types: list[str] | None = None, values: list[Any] | None = None) -> bytes:
@@ -89,6 +157,7 @@ def call_data(signature: str, types: list[str] | None = None, values: list[Any] 
 BATCH_COUNT = call_data("batchCount()")
 NEXT_BLOCK = call_data("nextBlock()")
 BATCHER = call_data("batcher()")
+PENDING_FRAMES = call_data("pendingFrames()")
 L2_GENESIS = call_data("l2Genesis()")
 
 

@@ -121,8 +121,11 @@ class L1Client:
     async def transaction(self, tx_hash: bytes) -> dict[str, Any] | None:
         return await self.call("eth_getTransactionByHash", to_hex(tx_hash))
 
-    async def logs(self, address: bytes, topic0: bytes, from_block: int, to_block: int) -> list[dict[str, Any]]:
+    async def logs(self, address: bytes, topic0: bytes | list[bytes], from_block: int, to_block: int,
+                   topic1: bytes | None = None) -> list[dict[str, Any]]:
+        """Logs whose first topic is ``topic0`` (or any of a list), and second ``topic1`` if given."""
+        first = [to_hex(t) for t in topic0] if isinstance(topic0, list) else to_hex(topic0)
+        topics: list[Any] = [first] if topic1 is None else [first, to_hex(topic1)]
         return await self.call("eth_getLogs", {
-            "address": to_hex(address), "topics": [to_hex(topic0)],
-            "fromBlock": hex(from_block), "toBlock": hex(to_block),
+            "address": to_hex(address), "topics": topics, "fromBlock": hex(from_block), "toBlock": hex(to_block),
         })

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
+from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
 from ..chain.chain import Blockchain
@@ -253,12 +254,8 @@ class BatchPoster:
         while True:
             data = await asyncio.to_thread(codec.encode_batch, blocks, self.config.codec_version)
             self._ratio = max(1.0, len(codec.encode_blocks(blocks)) / len(data))
-            if len(data) <= limit:
-                break
-            if len(blocks) == 1:
-                raise PosterConfigError(f"L2 block {blocks[0].number} alone compresses to {len(data)} bytes, "
-                                        f"over the batch limit of {limit}; splitting a block across L1 "
-                                        "transactions is not supported")
+            if len(data) <= limit or len(blocks) == 1:
+                break  # one block over the limit goes in frames (_post)
             blocks = blocks[:max(1, len(blocks) * limit // len(data) * 19 // 20)]
         last = self.chain.header_by_number(blocks[-1].number)
         return inbox.AppendCall(index, first, last.block_number, last.state_root, last.hash, data)
@@ -270,8 +267,52 @@ class BatchPoster:
         return min(2 * base + tip, self.config.max_fee_per_gas), min(tip, self.config.max_fee_per_gas)
 
     async def _post(self, call: inbox.AppendCall) -> None:
+        """Post batch ``call``: in one transaction, or, when its data is over the limit (a
+        single big block), as frames closed by appendBatch.  Frames that an earlier run left
+        on L1 are continued when they are this batch's, else discarded first."""
+        limit = self.config.max_batch_bytes
+        parts = [call.data[i:i + limit] for i in range(0, len(call.data), limit)]
+        box = self.config.inbox
+        pending = inbox.decode_uint(await self._l1.eth_call(box, inbox.PENDING_FRAMES))
+        if pending:
+            posted = await self._posted_frames(call.index)
+            if len(posted) != pending or pending >= len(parts) or \
+                    any(keccak(part) != frame_hash for part, frame_hash in zip(parts, posted)):
+                await self._transact(f"batch {call.index}", f"discarding {pending} stale frames",
+                                     inbox.discard_call(call.index))
+                raise _Resync(f"discarded {pending} frames of batch {call.index} that this batch does not continue")
+            log.info("batch %d: continuing after the %d frames L1 holds", call.index, pending)
+        for frame in range(pending, len(parts) - 1):
+            await self._transact(f"batch {call.index} frame {frame}", f"{len(parts[frame])} bytes",
+                                 inbox.FrameCall(call.index, frame, parts[frame]).encode())
+        closing = inbox.AppendCall(call.index, call.first_block, call.last_block, call.state_root, call.block_hash,
+                                   parts[-1])
+        detail = f"L2 blocks {call.first_block}-{call.last_block}, {len(call.data)} bytes" + (
+            f" in {len(parts)} parts" if len(parts) > 1 else "")
+        receipt = await self._transact(f"batch {call.index}", detail, closing.encode(), index=call.index)
+        if receipt is not None:
+            self.status.batches, self.status.posted_block = call.index + 1, call.last_block
+
+    async def _posted_frames(self, index: int) -> list[bytes]:
+        """Hashes of the frames of batch ``index`` on L1, after its last discard."""
+        since = 0
+        if index:
+            record = await self._l1.eth_call(self.config.inbox, inbox.call_data("batch(uint256)", ["uint256"], [index - 1]))
+            since = inbox.decode_uint(record[64:96])  # Batch.l1Block
+        logs = await self._l1.logs(self.config.inbox, [inbox.FRAME_EVENT_TOPIC, inbox.DISCARD_EVENT_TOPIC], since,
+                                   self.status.l1_head.number, topic1=index.to_bytes(32, "big"))
+        events = sorted((inbox.FrameRecord.from_log(entry) for entry in logs if not entry.get("removed")),
+                        key=lambda e: (e.l1_block, e.log_index))
+        hashes: list[bytes] = []
+        for event in events:
+            hashes = [] if event.frame is None else hashes + [event.frame_hash]
+        return hashes
+
+    async def _transact(self, what: str, detail: str, calldata: bytes,
+                        index: int | None = None) -> dict[str, Any] | None:
+        """Send ``calldata`` to the inbox at the confirmed nonce and wait for its inclusion,
+        resending with higher fees while stuck; the receipt, or None when stopped first."""
         l1, cfg = self._l1, self.config
-        calldata = call.encode()
         nonce = await l1.nonce(self.address, "latest")
         pending = await l1.nonce(self.address, "pending")
         try:
@@ -280,33 +321,34 @@ class BatchPoster:
             reason = inbox.describe_revert(exc.data)
             if pending > nonce:
                 # An earlier run's transaction (this very batch, most likely) is in the pool.
-                raise _Resync(f"batch {call.index} does not apply on L1 ({reason}) while a transaction "
+                raise _Resync(f"{what}: does not apply on L1 ({reason}) while a transaction "
                               f"of ours is pending; waiting for it") from None
-            raise _Resync(f"batch {call.index} would revert: {reason}") from None
+            raise _Resync(f"{what}: would revert: {reason}") from None
         gas = gas * 5 // 4
         max_fee, tip = await self._fees()
         if pending > nonce:
-            log.info("batcher nonce %d is held by a pending transaction: replacing it with batch %d", nonce, call.index)
+            log.info("batcher nonce %d is held by a pending transaction: replacing it (%s)", nonce, what)
         sent: list[bytes] = []
         sent_at = 0.0
         while not self._stop.is_set():
             if not sent or time.monotonic() - sent_at >= cfg.stuck_seconds:
                 if sent:
                     max_fee, tip = self._bumped(max_fee, tip)
-                    log.warning("batch %d not included after %.0fs: resending with max fee %d, tip %d",
-                                call.index, cfg.stuck_seconds, max_fee, tip)
-                tx_hash = await self._send(call, calldata, nonce, gas, max_fee, tip)
+                    log.warning("%s: not included after %.0fs: resending with max fee %d, tip %d",
+                                what, cfg.stuck_seconds, max_fee, tip)
+                tx_hash = await self._send(what, detail, calldata, nonce, gas, max_fee, tip)
                 if tx_hash is None:  # underpriced as a replacement: bid higher at once
                     bumped = self._bumped(max_fee, tip)
                     if bumped == (max_fee, tip):
-                        raise _Resync(f"batch {call.index}: the L1 wants a higher fee than the cap "
+                        raise _Resync(f"{what}: the L1 wants a higher fee than the cap "
                                       f"({cfg.max_fee_per_gas} wei) to replace our pending transaction")
                     max_fee, tip = bumped
                     continue
                 sent.append(tx_hash)
                 sent_at = time.monotonic()
                 self.status.pending_tx = tx_hash
-                self.status.sent.append((call.index, tx_hash))
+                if index is not None:
+                    self.status.sent.append((index, tx_hash))
             await self._sleep(cfg.poll_seconds / 4)
             confirmed_nonce = await l1.nonce(self.address, "latest")  # read before the receipts
             for tx_hash in sent:
@@ -315,16 +357,15 @@ class BatchPoster:
                     continue
                 self.status.pending_tx = None
                 if hex_int(receipt["status"]) != 1:
-                    raise _Resync(f"batch {call.index} transaction 0x{tx_hash.hex()} reverted on L1")
-                log.info("batch %d posted: L2 blocks %d-%d, %d bytes, L1 block %d, gas %d, tx 0x%s",
-                         call.index, call.first_block, call.last_block, len(call.data),
+                    raise _Resync(f"{what}: transaction 0x{tx_hash.hex()} reverted on L1")
+                log.info("%s posted: %s, L1 block %d, gas %d, tx 0x%s", what, detail,
                          hex_int(receipt["blockNumber"]), hex_int(receipt["gasUsed"]), tx_hash.hex())
-                self.status.batches, self.status.posted_block = call.index + 1, call.last_block
-                return
+                return receipt
             if confirmed_nonce > nonce:
                 # The nonce went to a transaction other than the ones sent here (an earlier run's).
                 self.status.pending_tx = None
                 raise _Resync(f"batcher nonce {nonce} was used by another transaction; re-reading the inbox")
+        return None
 
     def _bumped(self, max_fee: int, tip: int) -> tuple[int, int]:
         cfg = self.config
@@ -335,7 +376,7 @@ class BatchPoster:
         new_fee = min(bump(max_fee), cfg.max_fee_per_gas)
         return new_fee, min(bump(tip), new_fee)
 
-    async def _send(self, call: inbox.AppendCall, calldata: bytes, nonce: int, gas: int, max_fee: int,
+    async def _send(self, what: str, detail: str, calldata: bytes, nonce: int, gas: int, max_fee: int,
                     tip: int) -> bytes | None:
         """Send; the hash, or None when the L1 refuses it as an underpriced replacement."""
         tx = {
@@ -357,8 +398,7 @@ class BatchPoster:
                 raise _Resync(f"batcher nonce {nonce} already used: {exc.message}") from None
             else:
                 raise
-        log.info("batch %d sent: L2 blocks %d-%d, %d bytes, nonce %d, tx 0x%s%s", call.index, call.first_block,
-                 call.last_block, len(call.data), nonce, tx_hash.hex(), note)
+        log.info("%s sent: %s, nonce %d, tx 0x%s%s", what, detail, nonce, tx_hash.hex(), note)
         return tx_hash
 
 

@@ -53,6 +53,7 @@ class ReplaySummary:
     head_hash: bytes = b""
     state_root: bytes = b""
     l1_head: int = 0  # the L1 block the events were read up to
+    last_event: tuple[int, int] = (0, -1)  # (L1 block, log index) of the last batch's event
 
 
 async def check_inbox(l1: L1Client, address: bytes, blockchain: Blockchain) -> None:
@@ -79,20 +80,57 @@ async def batch_records(l1: L1Client, address: bytes, from_block: int = 0,
         start = end + 1
 
 
-async def batch_data(l1: L1Client, address: bytes, record: inbox.BatchRecord) -> bytes:
-    """The batch data from the calldata of the transaction that appended ``record``."""
-    tx = await l1.transaction(record.l1_tx)
-    if tx is None:
-        raise ReplayError(record.index, record.first_block, f"L1 transaction 0x{record.l1_tx.hex()} not found")
-    if (tx.get("to") or "").lower() != "0x" + address.hex():
-        raise ReplayError(record.index, record.first_block, "the batch's L1 transaction is not a call to the inbox")
+async def batch_data(l1: L1Client, address: bytes, record: inbox.BatchRecord,
+                     since: tuple[int, int] = (0, -1)) -> bytes:
+    """The batch data from the calldata of the transactions that appended ``record``: its
+    frames (if any, appended after L1 position ``since``, the previous batch's event) and
+    the closing appendBatch."""
+    final = await _calldata(l1, address, record, record.l1_tx)
     try:
-        call = inbox.AppendCall.decode(hex_bytes(tx["input"]))
+        call = inbox.AppendCall.decode(final)
     except ValueError as exc:
         raise ReplayError(record.index, record.first_block, f"L1 transaction calldata: {exc}") from None
-    if keccak(call.data) != record.data_hash or call.index != record.index:
-        raise ReplayError(record.index, record.first_block, "the L1 transaction's data does not hash to the recorded dataHash")
-    return call.data
+    if call.index != record.index:
+        raise ReplayError(record.index, record.first_block, "the L1 transaction appends another batch")
+    parts = [call.data]
+    if record.frames > 1:
+        parts = await _frames(l1, address, record, since) + parts
+    if inbox.frames_hash(parts) != record.data_hash:
+        raise ReplayError(record.index, record.first_block, "the L1 transactions' data does not hash to the recorded dataHash")
+    return b"".join(parts)
+
+
+async def _calldata(l1: L1Client, address: bytes, record: inbox.BatchRecord, tx_hash: bytes) -> bytes:
+    tx = await l1.transaction(tx_hash)
+    if tx is None:
+        raise ReplayError(record.index, record.first_block, f"L1 transaction 0x{tx_hash.hex()} not found")
+    if (tx.get("to") or "").lower() != "0x" + address.hex():
+        raise ReplayError(record.index, record.first_block, f"L1 transaction 0x{tx_hash.hex()} is not a call to the inbox")
+    return hex_bytes(tx["input"])
+
+
+async def _frames(l1: L1Client, address: bytes, record: inbox.BatchRecord, since: tuple[int, int]) -> list[bytes]:
+    """The frames of ``record``: those appended after the last discard, in order."""
+    logs = await l1.logs(address, [inbox.FRAME_EVENT_TOPIC, inbox.DISCARD_EVENT_TOPIC], since[0], record.l1_block,
+                         topic1=record.index.to_bytes(32, "big"))
+    events = sorted((inbox.FrameRecord.from_log(entry) for entry in logs if not entry.get("removed")),
+                    key=lambda e: (e.l1_block, e.log_index))
+    events = [e for e in events if since < (e.l1_block, e.log_index) < (record.l1_block, record.log_index)]
+    while any(e.frame is None for e in events):
+        events = events[[e.frame is None for e in events].index(True) + 1:]  # after a discard
+    if [e.frame for e in events] != list(range(record.frames - 1)):
+        raise ReplayError(record.index, record.first_block, f"L1 holds frames {[e.frame for e in events]} "
+                          f"for a batch of {record.frames} parts")
+    parts = []
+    for event in events:
+        try:
+            call = inbox.FrameCall.decode(await _calldata(l1, address, record, event.l1_tx))
+        except ValueError as exc:
+            raise ReplayError(record.index, record.first_block, f"frame {event.frame}: {exc}") from None
+        if (call.index, call.frame) != (record.index, event.frame) or keccak(call.data) != event.frame_hash:
+            raise ReplayError(record.index, record.first_block, f"frame {event.frame}: calldata does not match its event")
+        parts.append(call.data)
+    return parts
 
 
 def apply_batch(blockchain: Blockchain, record: inbox.BatchRecord, data: bytes,
@@ -165,10 +203,12 @@ async def replay(
     summary = ReplaySummary()
     started = time.perf_counter()
     summary.l1_head = await l1.block_number()
+    since = summary.last_event = (from_l1_block, -1)
     async for record in batch_records(l1, address, from_l1_block, summary.l1_head):
         if record.index != summary.batches:
             raise ReplayError(record.index, record.first_block, f"expected batch {summary.batches} next")
-        data = await batch_data(l1, address, record)
+        data = await batch_data(l1, address, record, since)
+        since = summary.last_event = (record.l1_block, record.log_index)
         executing = time.perf_counter()
         blocks, txs = apply_batch(blockchain, record, data)
         summary.execute_seconds += time.perf_counter() - executing
