@@ -359,6 +359,8 @@ def version() -> None:
 
 from . import wallet_cli  # noqa: E402  (datanet, model, attribute, claim)
 wallet_cli.register(app)
+from .ai.cli import register_serve_command  # noqa: E402  (serve-models: OpenLoRA; torch loads when it runs)
+register_serve_command(app)
 
 
 def main() -> None:

@@ -6,9 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import socket
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from openledger_node import wallet_cli
 from openledger_node.devkeys import DEV_ACCOUNTS
@@ -70,3 +75,51 @@ def publish_datanet(url: str, texts: list[str], owner: int = 0, contributor: int
         owner_wallet.wait(tx)
     published = owner_wallet.transact(registry, "publishVersion", datanet_id)
     return datanet_id, published.find("VersionPublished")[0].args["version"]
+
+
+def random_adapter(base_dir: Path, out: Path, seed: int, rank: int = 4, targets: tuple[str, ...] = ("q_proj", "v_proj")) -> Path:
+    """A peft LoRA adapter with random A and B (peft's init_lora_weights=False): not trained, but
+    it changes the model's output, which is all a serving test needs. Written without a manifest."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from openledger_node.ai.base import load_base_model
+
+    base = load_base_model(base_dir)
+    torch.manual_seed(seed)
+    model = get_peft_model(base.model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets),
+                                                  init_lora_weights=False))
+    model.save_pretrained(out)
+    return out
+
+
+def register_adapter(url: str, name: str, datanet: tuple[int, int], adapter_dir: Path, owner: int = 0,
+                     owner_share_bps: int = 0) -> int:
+    """registerModel with the keccak256 of the adapter's weights, signed by dev ``owner``; the model id."""
+    wallet = wallet_cli.Wallet(wallet_cli.Rpc(url), wallet_cli.Account.from_key(DEV_ACCOUNTS[owner][1]))
+    digest = wallet_cli._file_keccak(adapter_dir / "adapter_model.safetensors")
+    outcome = wallet.transact(wallet_cli.attribution(), "registerModel", name, [datanet[0]], [datanet[1]], digest,
+                              owner_share_bps)
+    return outcome.find("ModelRegistered")[0].args["modelId"]
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()

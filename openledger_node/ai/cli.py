@@ -137,3 +137,47 @@ def _lines(document: dict[str, Any], out: Path) -> list[str]:
 def register_model_commands(model_app: typer.Typer) -> None:
     """Add ``train`` to the wallet's ``model`` group."""
     model_app.command("train")(train)
+
+
+@wallet_cli._operator_errors
+def serve_models(
+    base_model: Annotated[Path, typer.Option("--base-model", metavar="DIR", help="base model directory in the Hugging Face layout (safetensors)")],
+    adapters: Annotated[Path, typer.Option("--adapters", metavar="DIR", help="folder of adapter folders (model train --out ...); found by their keccak256")],
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    fee: Annotated[str, typer.Option("--fee", metavar="AMOUNT", help="fee the operator pays per inference to attribute(): wei, or e.g. 0.01open")] = "0",
+    max_adapters: Annotated[int, typer.Option("--max-adapters", min=1, help="adapters kept in memory (least recently used evicted)")] = 64,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="requests generated together in one batch")] = 16,
+    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0, help="how long a batch waits for more requests")] = 5.0,
+    no_attribution: Annotated[bool, typer.Option("--no-attribution", help="serve without paying for or attributing inferences (testing only)")] = False,
+    rpc: RpcUrl = wallet_cli.DEFAULT_RPC, keystore: Keystore = None, timeout: Timeout = 120.0,
+) -> None:
+    """OpenLoRA: serve every registered model whose adapter is under --adapters over one base model
+    (POST /v1/completions, OpenAI style; GET /v1/models, /metrics, /health). Each answer is paid for
+    and attributed on-chain from the operator account (--keystore or $OPENLEDGER_PRIVATE_KEY)."""
+    import uvicorn
+
+    from .lora import AdapterError
+    from .serve import Attributor, build_server
+
+    value = wallet_cli.parse_amount(fee)
+    attributor = None
+    if not no_attribution:
+        attributor = Attributor(rpc, wallet_cli.load_account(keystore), value, timeout=timeout)
+    else:
+        Rpc(rpc, timeout=timeout)("eth_chainId")  # model ids are still read from the node
+    try:
+        check_model_dir(base_model)
+        server = build_server(base_model, adapters, rpc, attributor, cache_size=max_adapters, max_batch=max_batch,
+                              batch_window=batch_window_ms / 1000)
+    except (ModelDirError, AdapterError) as exc:
+        raise WalletError(str(exc)) from None
+    typer.echo(f"OpenLoRA on http://{host}:{port}/v1/completions: base model {base_model}, adapters under {adapters}, "
+               f"node {rpc}, " + ("no attribution" if attributor is None else
+                                  f"attribute() from {attributor.account.address} with fee {value} wei"), err=True)
+    uvicorn.run(server.app, host=host, port=port, log_level="warning")
+
+
+def register_serve_command(app: typer.Typer) -> None:
+    """Add ``serve-models`` to the ``openledger-node`` app."""
+    app.command("serve-models")(serve_models)

@@ -1,0 +1,262 @@
+"""OpenLoRA: adapters applied at run time give what peft gives, one batch serves several
+adapters with the same results as serving each alone, the cache is a bounded LRU, and the
+HTTP server answers OpenAI-style completions (plain and streamed) for registered model ids,
+each one paid for and attributed on-chain."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+from eth_account import Account  # noqa: E402
+
+from ai_support import (  # noqa: E402
+    publish_datanet, random_adapter, register_adapter, serving, ships_log, tiny_model_dir,
+)
+from conftest import running_node  # noqa: E402
+from node_process import node_command  # noqa: E402
+from openledger_node.ai.base import load_base_model  # noqa: E402
+from openledger_node.ai.lora import (  # noqa: E402
+    AdapterCache, AdapterError, GenerationRow, MultiLoraModel, read_adapter,
+)
+from openledger_node.ai.serve import Attributor, build_server  # noqa: E402
+from openledger_node.devkeys import DEV_ACCOUNTS  # noqa: E402
+
+OPERATOR_ADDRESS, OPERATOR_KEY = DEV_ACCOUNTS[5]
+FEE = 10**15
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> Path:
+    return tiny_model_dir()
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """Three random adapters: different ranks and target modules."""
+    root = tmp_path_factory.mktemp("adapters")
+    return {
+        "a": random_adapter(tiny_model, root / "a", seed=1, rank=4),
+        "b": random_adapter(tiny_model, root / "b", seed=2, rank=8, targets=("q_proj", "k_proj", "o_proj", "down_proj")),
+        "c": random_adapter(tiny_model, root / "c", seed=3, rank=2, targets=("v_proj", "up_proj")),
+    }
+
+
+def engine(tiny_model) -> MultiLoraModel:
+    base = load_base_model(tiny_model)
+    return MultiLoraModel(base.model, base.tokenizer, base.sha256)
+
+
+def peft_logits(tiny_model, adapter_dir: Path, input_ids: torch.Tensor) -> torch.Tensor:
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_base_model(tiny_model).model, adapter_dir)
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=input_ids).logits
+
+
+def test_a_mixed_batch_gives_each_row_what_peft_gives_for_its_adapter(tiny_model, adapters):
+    input_ids = torch.tensor([[1, 40, 77, 300, 12, 9, 250, 31]] * 4)
+    multi = engine(tiny_model)
+    loaded = {name: read_adapter(path) for name, path in adapters.items()}
+    for adapter in loaded.values():
+        multi.prepare(adapter)
+    with torch.no_grad():
+        plain = load_base_model(tiny_model).model(input_ids=input_ids[:1]).logits[0]
+    mixed = multi.logits(input_ids, [loaded["a"], None, loaded["b"], loaded["c"]])
+    assert torch.allclose(mixed[1], plain, atol=1e-5)
+    for row, name in ((0, "a"), (2, "b"), (3, "c")):
+        expected = peft_logits(tiny_model, adapters[name], input_ids[:1])[0]
+        assert not torch.allclose(expected, plain, atol=1e-3)  # the adapter does change the output
+        assert torch.allclose(mixed[row], expected, atol=1e-4), (name, (mixed[row] - expected).abs().max())
+
+
+def test_generating_a_mixed_batch_equals_generating_each_request_alone(tiny_model, adapters):
+    multi = engine(tiny_model)
+    loaded = [read_adapter(adapters[name]) for name in "abc"]
+    for adapter in loaded:
+        multi.prepare(adapter)
+    encode = lambda text: multi.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    rows = [GenerationRow(encode("The farmer"), loaded[0], 10), GenerationRow(encode("Log: the Osprey left"), loaded[1], 6),
+            GenerationRow(encode("Mix 3 cups of flour with the"), loaded[2], 12), GenerationRow(encode("A"), None, 8),
+            GenerationRow(encode("The farmer"), loaded[0], 10, temperature=0.9, seed=5)]
+    together = multi.generate(rows)
+    assert together == [multi.generate([row])[0] for row in rows]
+    assert together[0] != together[3] and all(reason in ("stop", "length") for _, reason in together)
+
+
+def test_the_adapter_cache_evicts_the_least_recently_used():
+    loads = []
+    cache = AdapterCache(2, lambda key: loads.append(key) or key)
+    for key in ["x", "y", "x", "z", "y", "x"]:
+        cache.get(key)
+    # x, y miss; x hit; z miss evicts y; y miss evicts x; x miss evicts z
+    assert loads == ["x", "y", "z", "y", "x"]
+    assert (cache.hits, cache.misses, cache.evictions, len(cache)) == (1, 5, 3, 2)
+    assert "x" in cache and "y" in cache and "z" not in cache
+
+
+def test_adapters_for_another_base_model_or_with_options_it_cannot_apply_are_refused(tiny_model, adapters, tmp_path):
+    multi = engine(tiny_model)
+    foreign = shutil.copytree(adapters["a"], tmp_path / "foreign")
+    (foreign / "manifest.json").write_text(json.dumps({"baseModel": {"sha256": "ab" * 32}}))
+    with pytest.raises(AdapterError, match="trained on base model abababab"):
+        multi.prepare(read_adapter(foreign))
+    dora = shutil.copytree(adapters["a"], tmp_path / "dora")
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(AdapterError, match="does not serve: use_dora"):
+        read_adapter(dora)
+
+
+# ----------------------------------------------------------------------------- the HTTP server
+
+
+@pytest.fixture(scope="module")
+def stack(tiny_model, adapters, tmp_path_factory):
+    """A node with a published Datanet, models 1-3 registered for adapters a, b, c, model 4 for an
+    adapter that is not on disk, and an OpenLoRA server (cache of 2) paying FEE per inference."""
+    with running_node(tmp_path_factory.mktemp("node") / "data") as node:
+        datanet = publish_datanet(node.url, ships_log(8))
+        ids = {name: register_adapter(node.url, f"model-{name}", datanet, path) for name, path in adapters.items()}
+        missing = random_adapter(tiny_model, tmp_path_factory.mktemp("elsewhere") / "d", seed=4)
+        ids["missing"] = register_adapter(node.url, "model-missing", datanet, missing)
+        attributor = Attributor(node.url, Account.from_key(OPERATOR_KEY), FEE, timeout=30)
+        server = build_server(tiny_model, adapters["a"].parent, node.url, attributor, cache_size=2, max_batch=8,
+                              batch_window=0.1)
+        with serving(server.app) as url, httpx.Client(base_url=url, timeout=60) as client:
+            yield node, client, ids
+
+
+def complete(client, **body) -> httpx.Response:
+    return client.post("/v1/completions", json={"prompt": "Log: the Osprey left", "max_tokens": 8, "temperature": 0,
+                                                **body})
+
+
+def test_a_completion_is_paid_for_and_attributed_on_chain(stack):
+    node, client, ids = stack
+    response = complete(client, model=str(ids["a"]))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    choice = answer["choices"][0]
+    assert answer["object"] == "text_completion" and answer["model"] == str(ids["a"])
+    assert choice["text"] and choice["finish_reason"] in ("stop", "length")
+    assert answer["usage"]["completion_tokens"] <= 8
+    paid = answer["openledger"]
+    assert paid["attributed"] is True and paid["fee"] == FEE
+    inference = node.rpc("ol_getInference", hex(paid["inferenceId"]))
+    assert int(inference["modelId"], 16) == ids["a"] and inference["output"] == choice["text"]
+    assert inference["caller"].lower() == OPERATOR_ADDRESS.lower() and int(inference["fee"], 16) == FEE
+    assert [(c["datanetId"], c["contributionId"], c["amount"]) for c in paid["credits"]] == [
+        (int(c["datanetId"], 16), int(c["contributionId"], 16), int(c["amount"], 16)) for c in inference["credits"]]
+    receipt = node.rpc("eth_getTransactionReceipt", paid["tx"])
+    assert receipt["status"] == "0x1" and int(receipt["blockNumber"], 16) == paid["block"]
+
+
+def test_streaming_sends_the_same_text_in_server_sent_events_then_the_attribution(stack):
+    node, client, ids = stack
+    plain = complete(client, model=ids["a"]).json()
+    with client.stream("POST", "/v1/completions", json={"model": ids["a"], "prompt": "Log: the Osprey left",
+                                                         "max_tokens": 8, "temperature": 0, "stream": True}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert len(chunks) >= 2, json.dumps([plain, chunks])  # a chunk per token or so, then the last
+    assert "".join(chunk["choices"][0]["text"] for chunk in chunks) == plain["choices"][0]["text"]
+    assert all(chunk["choices"][0]["finish_reason"] is None for chunk in chunks[:-1])
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+    assert last["openledger"]["attributed"] is True
+    assert last["openledger"]["inferenceId"] == plain["openledger"]["inferenceId"] + 1
+
+
+def test_concurrent_requests_for_different_models_share_batches_and_the_cache_stays_bounded(stack):
+    node, client, ids = stack
+    models = [ids["a"], ids["b"], ids["c"], ids["a"], ids["b"], ids["c"]]
+    with ThreadPoolExecutor(len(models)) as pool:
+        answers = list(pool.map(lambda model: complete(client, model=model), models))
+    assert all(answer.status_code == 200 for answer in answers), [answer.text for answer in answers]
+    texts = [answer.json()["choices"][0]["text"] for answer in answers]
+    assert texts[:3] == texts[3:]  # greedy: the same model and prompt, the same text, whatever the batch
+    metrics = client.get("/metrics").text
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+              if line and not line.startswith("#")}
+    assert values["openlora_adapters_loaded"] <= 2
+    assert values["openlora_adapter_cache_evictions_total"] >= 1
+    assert values["openlora_adapter_cache_misses_total"] >= 3 and values["openlora_adapter_cache_hits_total"] >= 1
+    assert values["openlora_adapter_load_seconds_count"] == values["openlora_adapter_cache_misses_total"]
+    assert values["openlora_generated_tokens_total"] > 0 and values["openlora_tokens_per_second"] > 0
+    # at least one batch held several adapters
+    assert values['openlora_batch_adapters_bucket{le="1.0"}'] < values["openlora_batch_adapters_count"]
+    listed = {model["id"]: model for model in client.get("/v1/models").json()["data"]}
+    assert {str(ids[name]) for name in "abc"} <= set(listed)
+
+
+def test_unknown_models_and_adapters_not_on_disk_are_errors_in_the_openai_shape(stack):
+    node, client, ids = stack
+    unknown = complete(client, model="999")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    missing = complete(client, model=ids["missing"])
+    assert missing.status_code == 500 and "no adapter with hash" in missing.json()["error"]["message"]
+    for body, status in (({"model": "x"}, 400), ({"model": ids["a"], "n": 2}, 400),
+                         ({"model": ids["a"], "max_tokens": 10_000}, 400), ({"model": ids["a"], "temperature": 3}, 400)):
+        response = complete(client, **body)
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"]["message"]
+
+
+def test_serve_models_needs_an_operator_key_unless_told_not_to_attribute(tiny_model, adapters, tmp_path):
+    from typer.testing import CliRunner
+
+    from openledger_node.cli import app
+
+    result = CliRunner().invoke(app, ["serve-models", "--base-model", str(tiny_model), "--adapters", str(tmp_path),
+                                      "--rpc", "http://127.0.0.1:9"], env={"OPENLEDGER_PRIVATE_KEY": ""})
+    assert result.exit_code == 1 and result.stderr.strip().startswith("error: no signing key"), result.stderr
+
+
+def test_the_serve_models_command_serves_completions_over_http(stack, tiny_model, adapters, tmp_path):
+    node, _, ids = stack
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp_path / "serve.log", "w")
+    process = subprocess.Popen(
+        [*node_command(), "serve-models", "--base-model", str(tiny_model), "--adapters", str(adapters["a"].parent),
+         "--rpc", node.url, "--port", str(port), "--fee", "1gwei"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, "OPENLEDGER_PRIVATE_KEY": DEV_ACCOUNTS[6][1]})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve-models did not answer in 60 s"
+            time.sleep(0.2)
+        answer = httpx.post(f"{url}/v1/completions", json={"model": str(ids["a"]), "prompt": "Log: the Osprey left",
+                                                           "max_tokens": 4, "temperature": 0}, timeout=60).json()
+        assert answer["openledger"]["attributed"] is True and answer["openledger"]["fee"] == 10**9, answer
+        assert "openlora_adapters_loaded 1.0" in httpx.get(f"{url}/metrics").text
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
