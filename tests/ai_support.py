@@ -31,7 +31,7 @@ def tiny_model_dir() -> Path:
 
     key = hashlib.sha256(SCRIPT.read_bytes() + " ".join(
         m.__version__ for m in (torch, transformers, tokenizers, peft)).encode()).hexdigest()[:16]
-    path = REPO / "build" / "tiny-model" / key
+    path = REPO / "build" / "test-tiny-model" / key
     if not (path / "model.safetensors").is_file():
         done = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True, timeout=300,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -13,6 +13,7 @@ and loading or evicting an adapter never touches the base weights.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -42,7 +43,7 @@ class LoraAdapter:
     layers: dict[str, tuple[torch.Tensor, torch.Tensor]]  # module name -> (A (r, in), B·scaling (out, r))
     base_sha256: Optional[str]  # from manifest.json when there is one
 
-    @property
+    @functools.cached_property
     def nbytes(self) -> int:
         return sum(a.numel() * a.element_size() + b.numel() * b.element_size() for a, b in self.layers.values())
 
@@ -164,6 +165,7 @@ class AdapterCache:
         self._load = load
         self._entries: OrderedDict[str, LoraAdapter] = OrderedDict()
         self.hits = self.misses = self.evictions = 0
+        self.nbytes = 0  # adapter weights held, kept as adapters come and go (metrics read it per request)
         self.load_seconds: list[float] = []  # each cold load, for metrics
 
     def get(self, key: str) -> LoraAdapter:
@@ -177,8 +179,10 @@ class AdapterCache:
         adapter = self._load(key)
         self.load_seconds.append(time.perf_counter() - started)
         self._entries[key] = adapter
+        self.nbytes += _nbytes(adapter)
         while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+            _, evicted = self._entries.popitem(last=False)
+            self.nbytes -= _nbytes(evicted)
             self.evictions += 1
         return adapter
 
@@ -188,9 +192,10 @@ class AdapterCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(adapter.nbytes for adapter in self._entries.values())
+
+
+def _nbytes(adapter: Any) -> int:
+    return getattr(adapter, "nbytes", 0)  # anything the loader returns (tests cache plain keys)
 
 
 @dataclass
@@ -201,6 +206,7 @@ class GenerationRow:
     max_new_tokens: int
     temperature: float = 0.0
     seed: Optional[int] = None
+    ignore_eos: bool = False  # generate max_new_tokens whatever comes (benchmarks: the same work per row)
 
 
 class MultiLoraModel:
@@ -275,7 +281,7 @@ class MultiLoraModel:
                             continue
                         token = _pick(logits[i], row.temperature, generators[i])
                         chosen.append(token)
-                        if token == eos:
+                        if token == eos and not row.ignore_eos:
                             finish[i] = "stop"
                             continue
                         produced[i].append(token)

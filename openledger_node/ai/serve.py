@@ -155,6 +155,7 @@ class Job:
     seed: Optional[int]
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    ignore_eos: bool = False
 
     def emit(self, *event: Any) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -253,7 +254,8 @@ class Engine:
                 job.emit("error", 500, f"model {job.model_id}: cannot load its adapter: {exc}")
         if not ready:
             return
-        rows = [GenerationRow(job.prompt, adapter, job.max_tokens, job.temperature, job.seed) for job, adapter in ready]
+        rows = [GenerationRow(job.prompt, adapter, job.max_tokens, job.temperature, job.seed, job.ignore_eos)
+                for job, adapter in ready]
         started = time.perf_counter()
         try:
             results = self.model.generate(rows, on_token=lambda row, token: ready[row][0].emit("token", token))
