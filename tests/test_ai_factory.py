@@ -151,3 +151,14 @@ def test_unknown_target_modules_are_one_error_line(published, tiny_model, tmp_pa
     node, datanet_id, version = published
     result = train(node, f"{datanet_id}:{version}", tiny_model, tmp_path / "out", "--target-modules", "c_attn")
     assert_one_error_line(result, "c_attn")
+
+
+def test_a_registration_that_fails_after_training_keeps_the_adapter_and_says_how_to_register_it(
+        published, tiny_model, tmp_path):
+    node, datanet_id, version = published
+    unfunded = "0x" + "11" * 32  # a valid key with no OPEN to pay gas
+    result = train(node, f"{datanet_id}:{version}", tiny_model, tmp_path / "out", "--register", "--epochs", "1",
+                   key=unfunded)
+    assert_one_error_line(result, "the adapter is saved in", f"model register out --datanet {datanet_id}:{version} "
+                                                             "--adapter-file")
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file() and (tmp_path / "out" / "manifest.json").is_file()

@@ -68,10 +68,15 @@ def train(
 
     document = _train_and_save(base_model, versions, train_set, held_out, settings, out, model_name)
     if account is not None:
-        wallet = wallet_cli.Wallet(client, account, receipt_timeout=timeout)
-        outcome = wallet.transact(
-            wallet_cli.attribution(), "registerModel", model_name, [d for d, _ in pairs], [v for _, v in pairs],
-            bytes.fromhex(document["adapter"]["hash"][2:]), owner_share_bps)
+        try:
+            wallet = wallet_cli.Wallet(client, account, receipt_timeout=timeout)
+            outcome = wallet.transact(
+                wallet_cli.attribution(), "registerModel", model_name, [d for d, _ in pairs], [v for _, v in pairs],
+                bytes.fromhex(document["adapter"]["hash"][2:]), owner_share_bps)
+        except WalletError as exc:  # the training is not lost: say how to register what was saved
+            raise WalletError(f"{exc}; the adapter is saved in {out}: register it with `openledger-node model "
+                              f"register {model_name} {' '.join(f'--datanet {d}:{v}' for d, v in pairs)} "
+                              f"--adapter-file {out / 'adapter_model.safetensors'}`") from None
         model_id = wallet_cli._first_arg(outcome, "ModelRegistered", "modelId")
         document["registration"] = {"chainId": wallet.chain_id, "modelId": model_id, "owner": account.address,
                                     "ownerShareBps": owner_share_bps, "tx": outcome.tx_hash, "block": outcome.block}
