@@ -163,15 +163,14 @@ class ProofOfAttribution(Precompile):
             call.storage.set(key, call.storage.get(key) + amount)
 
     def _credits(self, call: Call, result) -> list[tuple[int, int, bytes, int]]:
-        """(datanet id, contribution id, contributor, score) of each credit, in order."""
+        """(datanet id, contribution id, contributor, score) of each credit, in order.  A
+        credit names a contribution of a published version: only its contributor is read."""
         registry_storage = MeteredStorage(call.computation, registry.ADDRESS)
-        out, datanets = [], {}
-        for credit in result.credits:
-            if credit.datanet_id not in datanets:
-                datanets[credit.datanet_id] = registry.read_datanet(registry_storage, credit.datanet_id)
-            contribution = registry.read_contribution(registry_storage, datanets[credit.datanet_id], credit.contribution_id)
-            out.append((credit.datanet_id, credit.contribution_id, contribution.contributor, credit.score))
-        return out
+        return [
+            (credit.datanet_id, credit.contribution_id,
+             registry.read_contributor(registry_storage, credit.datanet_id, credit.contribution_id), credit.score)
+            for credit in result.credits
+        ]
 
     # -- writes ------------------------------------------------------------------------
     def registerModel(self, call: Call, name: str, datanet_ids, versions, adapter_hash: bytes, owner_share_bps: int):

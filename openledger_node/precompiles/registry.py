@@ -141,6 +141,11 @@ def read_contribution(storage: Storage, datanet: Datanet, c: int) -> Contributio
     )
 
 
+def read_contributor(storage: Storage, d: int, c: int) -> bytes:
+    """The contributor of an existing contribution (one storage read)."""
+    return layout.word_address(storage.get(contribution_base(d, c)))
+
+
 def read_version(storage: Storage, datanet: Datanet, v: int) -> Version | None:
     if not 1 <= v <= datanet.version_count:
         return None

@@ -190,12 +190,10 @@ class OpenLedgerAPI:
         indexes = self.node.blockchain.openledger.indexes
         result = attribute([indexes.get(state, d, v, root) for d, v, root in model.versions], output)
         registry_storage = Storage(state, registry.ADDRESS)
-        contributors = {}
-        for credit in result.credits:
-            datanet = registry.read_datanet(registry_storage, credit.datanet_id)
-            contributors[(credit.datanet_id, credit.contribution_id)] = registry.read_contribution(
-                registry_storage, datanet, credit.contribution_id
-            ).contributor
+        contributors = {
+            (c.datanet_id, c.contribution_id): registry.read_contributor(registry_storage, c.datanet_id, c.contribution_id)
+            for c in result.credits
+        }
         owner_part, amounts, treasury_part = split_fee(
             inference.fee, model.owner_share_bps, [((c.datanet_id, c.contribution_id), c.score) for c in result.credits]
         )
