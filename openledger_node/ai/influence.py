@@ -1,0 +1,350 @@
+"""Off-chain influence of each training contribution on one output of a LoRA model: DataInf
+(Kwon, Wu, Wu and Zou, "DataInf: Efficiently Estimating Data Influence in LoRA-tuned LLMs and
+Diffusion Models", ICLR 2024), with simpler baselines for comparison.
+
+What is measured. For a training contribution i and a test text (prompt + output, the loss
+counted on the output's tokens only), the influence function asks how the test loss would
+change if i were up-weighted in training:  d loss_test / d eps = -v^T H^-1 g_i,  with
+v = grad of the test loss, g_i = grad of i's training loss, H the training loss's Hessian, all
+w.r.t. the adapter's parameters (the base model is frozen). DataInf approximates H per adapted
+layer l by the damped empirical Fisher  (1/n) sum_j g_jl g_jl^T + lambda_l I,  swaps the order
+of inversion and averaging, and inverts each rank-one term exactly (Sherman-Morrison):
+
+    H_l^-1 ~= (1 / (n lambda_l)) sum_j ( I - g_jl g_jl^T / (lambda_l + ||g_jl||^2) )
+
+    score(i) = sum_l v_l^T H_l^-1 g_il
+             = sum_l ( n (v_l.g_il) - sum_j c_jl (g_jl.g_il) ) / (n lambda_l),
+      c_jl = (v_l.g_jl) / (lambda_l + ||g_jl||^2)
+
+computed from each layer's n x n Gram matrix of training gradients, in float64.
+lambda_l = 0.1 x (n d_l)^-1 sum_i ||g_il||^2  (the paper's choice, as in its reference code:
+0.1 x the mean over training points and over the layer's d_l parameters of the squared
+gradient entries).
+
+**Sign convention**: every score here is the *helpfulness*  v^T H^-1 g_i = -(the paper's
+influence):  a positive score means up-weighting the contribution lowers the output's loss (it
+helped produce the output); negative means it pushed the model away from it. (The DataInf
+paper and its code report -v^T H^-1 g, where mislabeled points score high.)
+
+Baselines (same gradients): ``grad_dot``, v.g_i over all adapter parameters (TracIn with one
+checkpoint, "Hessian-free" in the paper); ``cosine``, the same normalized by both norms;
+``exact``, v^T H_l^-1 g_i with the same damped per-layer Fisher inverted exactly (Woodbury,
+through the n x n Gram) rather than DataInf's approximation.
+
+Gradients are taken as training saw the text: each contribution is tokenized and cut into
+blocks exactly as ``factory.encode`` does for training (BOS, text, EOS, blocks of the
+manifest's ``blockSize``), alone, and its loss is the mean next-token cross-entropy over its
+tokens. The model is in eval mode (no dropout), in float64; the same inputs give the same
+scores bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+
+from .base import BaseModel
+from .datanet import Contribution
+from .factory import ADAPTER_FILE, MANIFEST_FILE, encode
+
+DAMPING = 0.1  # lambda_l = DAMPING x mean squared gradient entry of layer l (DataInf's choice)
+METHODS = ("datainf", "exact", "grad_dot", "cosine")
+
+Gradients = Mapping[str, torch.Tensor]  # layer name -> (n, d_l) rows of training gradients, or (d_l,) for a test
+
+
+class InfluenceError(Exception):
+    """An adapter or input that influence cannot be computed for: one line."""
+
+
+# ----------------------------------------------------------------------------- the math
+
+
+def damping(train: Gradients, scale: float = DAMPING) -> dict[str, float]:
+    """lambda_l = scale x (n d_l)^-1 sum_i ||g_il||^2, per layer."""
+    out = {}
+    for name, grads in train.items():
+        n, d = grads.shape
+        out[name] = scale * float((grads * grads).sum()) / (n * d)
+    return out
+
+
+def _checked(train: Gradients, test: Gradients) -> list[str]:
+    if set(train) != set(test):
+        raise ValueError("the training and test gradients cover different layers")
+    names = sorted(train)
+    if not names:
+        raise ValueError("no layers")
+    sizes = {train[name].shape[0] for name in names}
+    if len(sizes) != 1:
+        raise ValueError("layers disagree on the number of training points")
+    return names
+
+
+def datainf(train: Gradients, test: Gradients, scale: float = DAMPING,
+            lambdas: Optional[Mapping[str, float]] = None) -> torch.Tensor:
+    """DataInf's helpfulness of each training point (n,) for one test gradient (see the module
+    docstring): sum over layers of v_l^T [ (1/(n lambda_l)) sum_j (I - g_jl g_jl^T/(lambda_l+||g_jl||^2)) ] g_il."""
+    names = _checked(train, test)
+    lambdas = damping(train, scale) if lambdas is None else lambdas
+    total = None
+    for name in names:
+        g = train[name].to(torch.float64)
+        v = test[name].to(torch.float64)
+        n = g.shape[0]
+        lam = lambdas[name]
+        gram = g @ g.T  # (n, n)
+        a = g @ v  # v.g_j
+        c = a / (lam + gram.diagonal())
+        part = (n * a - gram @ c) / (n * lam)
+        total = part if total is None else total + part
+    return total
+
+
+def self_influence(train: Gradients, scale: float = DAMPING) -> torch.Tensor:
+    """g_i^T H^-1 g_i with DataInf's inverse: how much each point's own loss depends on itself
+    (large for points unlike the rest, e.g. corrupted ones)."""
+    names = _checked(train, {name: train[name][0] for name in train})
+    lambdas = damping(train, scale)
+    total = None
+    for name in names:
+        g = train[name].to(torch.float64)
+        n, lam = g.shape[0], lambdas[name]
+        gram = g @ g.T
+        norms = gram.diagonal()
+        part = (n * norms - (gram * gram / (lam + norms)[None, :]).sum(dim=1)) / (n * lam)
+        total = part if total is None else total + part
+    return total
+
+
+def exact(train: Gradients, test: Gradients, scale: float = DAMPING,
+          lambdas: Optional[Mapping[str, float]] = None) -> torch.Tensor:
+    """v_l^T ((1/n) G_l^T G_l + lambda_l I)^-1 g_il summed over layers, the inverse exact (Woodbury:
+    (1/lambda)(I - G^T (n lambda I + G G^T)^-1 G)), the same lambda as DataInf."""
+    names = _checked(train, test)
+    lambdas = damping(train, scale) if lambdas is None else lambdas
+    total = None
+    for name in names:
+        g = train[name].to(torch.float64)
+        v = test[name].to(torch.float64)
+        n, lam = g.shape[0], lambdas[name]
+        gram = g @ g.T
+        a = g @ v
+        solved = torch.linalg.solve(gram + n * lam * torch.eye(n, dtype=torch.float64), a)
+        part = (a - gram @ solved) / lam
+        total = part if total is None else total + part
+    return total
+
+
+def grad_dot(train: Gradients, test: Gradients) -> torch.Tensor:
+    """v.g_i over all adapter parameters (TracIn at one checkpoint, up to the learning rate)."""
+    names = _checked(train, test)
+    return sum(train[name].to(torch.float64) @ test[name].to(torch.float64) for name in names)
+
+
+def cosine(train: Gradients, test: Gradients) -> torch.Tensor:
+    """v.g_i / (||v|| ||g_i||) over all adapter parameters."""
+    names = _checked(train, test)
+    dots = grad_dot(train, test)
+    train_norms = torch.sqrt(sum((train[name].to(torch.float64) ** 2).sum(dim=1) for name in names))
+    test_norm = math.sqrt(sum(float((test[name].to(torch.float64) ** 2).sum()) for name in names))
+    return dots / (train_norms * test_norm).clamp_min(1e-300)
+
+
+def scores(train: Gradients, test: Gradients, scale: float = DAMPING) -> dict[str, torch.Tensor]:
+    """Every method's helpfulness for one test gradient, by name (METHODS)."""
+    lambdas = damping(train, scale)
+    return {"datainf": datainf(train, test, lambdas=lambdas), "exact": exact(train, test, lambdas=lambdas),
+            "grad_dot": grad_dot(train, test), "cosine": cosine(train, test)}
+
+
+# ----------------------------------------------------------------------------- gradients of a LoRA model
+
+
+@dataclass(frozen=True)
+class Example:
+    """Token blocks and their labels (-100: not counted in the loss)."""
+    blocks: tuple[tuple[int, ...], ...]
+    labels: tuple[tuple[int, ...], ...]
+
+    @property
+    def tokens(self) -> int:
+        """How many tokens the loss counts (each block's first token is never predicted)."""
+        return sum(sum(1 for t in labels[1:] if t != -100) for labels in self.labels)
+
+
+def contribution_example(base: BaseModel, contribution: Contribution, block_size: int) -> Example:
+    """A contribution as training saw it (``factory.encode`` of it alone), every token counted."""
+    blocks = tuple(tuple(block) for block in encode(base, [contribution], block_size))
+    return Example(blocks, blocks)
+
+
+def output_example(base: BaseModel, output: str, prompt: str = "", block_size: Optional[int] = None) -> Example:
+    """BOS, the prompt, then the output, cut into blocks like training text; only the output's
+    tokens count in the loss (the prompt and BOS are context). The prompt and the output are
+    tokenized separately so that the boundary between them is exact."""
+    tokenizer = base.tokenizer
+    block_size = min(block_size or base.max_length, base.max_length)
+    context = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    if prompt:
+        context += tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+    target = tokenizer(output, add_special_tokens=False, verbose=False)["input_ids"]
+    if not target:
+        raise InfluenceError("the output has no tokens")
+    ids = context + target
+    labels = [-100] * len(context) + target
+    blocks = tuple(tuple(ids[s:s + block_size]) for s in range(0, len(ids), block_size))
+    label_blocks = tuple(tuple(labels[s:s + block_size]) for s in range(0, len(ids), block_size))
+    example = Example(blocks, label_blocks)
+    if example.tokens == 0:
+        raise InfluenceError("no output token can be predicted (is the output only one token at a block's start?)")
+    return example
+
+
+def lora_parameters(model) -> dict[str, list[torch.nn.Parameter]]:
+    """The adapter's parameters by adapted module (its LoRA A and B), in name order."""
+    layers: dict[str, list[tuple[str, torch.nn.Parameter]]] = {}
+    for name, parameter in model.named_parameters():
+        if ".lora_A." in name or ".lora_B." in name:
+            module = name.split(".lora_")[0].removeprefix("base_model.model.")
+            layers.setdefault(module, []).append((name, parameter))
+    if not layers:
+        raise InfluenceError("the model has no LoRA parameters")
+    return {module: [p for _, p in sorted(pairs, key=lambda pair: pair[0])] for module, pairs in sorted(layers.items())}
+
+
+class LoraGradients:
+    """Per-example gradients of a peft LoRA model's loss w.r.t. its adapter, per adapted layer,
+    in float64. The model is put in eval mode and cast to float64; only LoRA weights get gradients."""
+
+    def __init__(self, model, pad_id: int) -> None:
+        self.model = model.to(torch.float64)
+        self.model.eval()
+        for name, parameter in self.model.named_parameters():
+            parameter.requires_grad_(".lora_A." in name or ".lora_B." in name)
+        self.layers = lora_parameters(self.model)
+        self.pad_id = pad_id
+        self.losses: list[float] = []
+
+    def loss(self, example: Example) -> tuple[torch.Tensor, int]:
+        """Mean next-token cross-entropy over the example's counted tokens (and how many)."""
+        width = max(len(block) for block in example.blocks)
+        rows = len(example.blocks)
+        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        labels = torch.full((rows, width), -100, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
+        for row, (block, label) in enumerate(zip(example.blocks, example.labels)):
+            input_ids[row, : len(block)] = torch.tensor(block)
+            labels[row, : len(label)] = torch.tensor(label)
+            mask[row, : len(block)] = 1
+        logits = self.model(input_ids=input_ids, attention_mask=mask).logits.to(torch.float64)
+        targets = labels[:, 1:]
+        count = int((targets != -100).sum())
+        if count == 0:
+            raise InfluenceError("an example with no token to predict")
+        summed = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
+        return summed / count, count
+
+    def gradient(self, example: Example) -> dict[str, torch.Tensor]:
+        """Each layer's gradient (A then B, flattened) of the example's mean loss."""
+        loss, _ = self.loss(example)
+        flat = [p for params in self.layers.values() for p in params]
+        grads = torch.autograd.grad(loss, flat)
+        self.losses.append(float(loss.detach()))
+        out, at = {}, 0
+        for name, params in self.layers.items():
+            out[name] = torch.cat([g.reshape(-1) for g in grads[at:at + len(params)]]).detach()
+            at += len(params)
+        return out
+
+    def stack(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        """(n, d_l) per layer: row i the gradient of example i."""
+        rows = [self.gradient(example) for example in examples]
+        return {name: torch.stack([row[name] for row in rows]) for name in self.layers}
+
+    def mean(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        """The average gradient over ``examples`` (a validation set's v)."""
+        stacked = self.stack(examples)
+        return {name: grads.mean(dim=0) for name, grads in stacked.items()}
+
+
+# ----------------------------------------------------------------------------- an adapter directory
+
+
+def read_manifest(adapter: Path) -> dict[str, Any]:
+    """The adapter's manifest.json (written by ``model train``); InfluenceError when missing or unreadable."""
+    path = Path(adapter) / MANIFEST_FILE
+    if not Path(adapter).is_dir():
+        raise InfluenceError(f"adapter directory {adapter} does not exist")
+    if not path.is_file():
+        raise InfluenceError(f"{adapter} has no {MANIFEST_FILE}: influence needs the Datanet versions and the split "
+                             f"the adapter was trained on (model train writes it)")
+    try:
+        document = json.loads(path.read_text())
+        document["baseModel"]["sha256"], document["datanets"], document["split"]["train"]
+        document["hyperparameters"]["blockSize"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InfluenceError(f"{path} is unreadable or incomplete ({type(exc).__name__}: {exc})") from None
+    if not (Path(adapter) / ADAPTER_FILE).is_file():
+        raise InfluenceError(f"{adapter} has no {ADAPTER_FILE}")
+    return document
+
+
+def load_adapter(base: BaseModel, adapter: Path, manifest: Optional[dict[str, Any]] = None):
+    """The base model with the adapter in ``adapter`` applied (peft), after checking the manifest's
+    base model hash against ``base``."""
+    from peft import PeftModel
+
+    if manifest is not None and manifest["baseModel"]["sha256"] != base.sha256:
+        raise InfluenceError(f"{adapter} was trained on base model sha256 {manifest['baseModel']['sha256'][:16]}..., "
+                             f"{base.path} is {base.sha256[:16]}...: not the adapter's base model")
+    try:
+        return PeftModel.from_pretrained(base.model, str(adapter), is_trainable=False)
+    except Exception as exc:  # peft/transformers raise many kinds
+        raise InfluenceError(f"cannot load the adapter in {adapter}: {' '.join(str(exc).split())[:300]}") from None
+
+
+@dataclass
+class InfluenceReport:
+    """Each method's helpfulness (see the module docstring for the sign) of each training
+    contribution, in the order given, for one test text."""
+    contributions: list[Contribution]
+    scores: dict[str, list[float]]  # method -> one score per contribution
+    test_loss: float  # mean loss on the output's tokens, nats/token
+    test_tokens: int
+    train_losses: list[float]
+    lambdas: dict[str, float] = field(default_factory=dict)
+
+    def ranks(self, method: str = "datainf") -> list[int]:
+        """1 = the most helpful; ties broken by order given."""
+        values = self.scores[method]
+        order = sorted(range(len(values)), key=lambda i: (-values[i], i))
+        ranks = [0] * len(values)
+        for rank, i in enumerate(order, start=1):
+            ranks[i] = rank
+        return ranks
+
+
+def influence(model, base: BaseModel, contributions: Sequence[Contribution], test: Sequence[Example],
+              block_size: int, scale: float = DAMPING) -> InfluenceReport:
+    """Every method's helpfulness of each contribution for the test examples (their gradients
+    averaged: one output, or a validation set)."""
+    if not contributions:
+        raise InfluenceError("no training contributions")
+    torch.manual_seed(0)  # nothing here is random; this only makes sure of it
+    engine = LoraGradients(model, base.tokenizer.pad_token_id)
+    train = engine.stack([contribution_example(base, c, block_size) for c in contributions])
+    train_losses = list(engine.losses)
+    engine.losses.clear()
+    v = engine.mean(list(test))
+    test_loss = sum(engine.losses) / len(engine.losses)
+    lambdas = damping(train, scale)
+    found = {"datainf": datainf(train, v, lambdas=lambdas), "exact": exact(train, v, lambdas=lambdas),
+             "grad_dot": grad_dot(train, v), "cosine": cosine(train, v)}
+    return InfluenceReport(list(contributions), {k: [float(x) for x in t] for k, t in found.items()}, test_loss,
+                           sum(e.tokens for e in test), train_losses, lambdas)
