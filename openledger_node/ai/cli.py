@@ -1,4 +1,5 @@
-"""``openledger-node model train``: ModelFactory from the command line.
+"""``openledger-node model train``: ModelFactory from the command line; ``model influence``: the
+off-chain DataInf influence of each training contribution on an output, beside its on-chain attribution.
 
 Added to the wallet's ``model`` group (``wallet_cli.register`` calls ``register_model_commands``),
 so that it shares ``--rpc``, ``--keystore`` / ``$OPENLEDGER_PRIVATE_KEY``, ``--timeout``,
@@ -139,9 +140,179 @@ def _lines(document: dict[str, Any], out: Path) -> list[str]:
     return lines
 
 
+@wallet_cli._operator_errors
+def influence(
+    adapter: Annotated[Path, typer.Option("--adapter", metavar="DIR", help="the adapter's folder (model train --out): adapter_model.safetensors and manifest.json")],
+    base_model: Annotated[Path, typer.Option("--base-model", metavar="DIR", help="the base model the adapter was trained on (checked against the manifest's sha256)")],
+    output: Annotated[Optional[str], typer.Option("--output", help="the output text to explain")] = None,
+    output_file: Annotated[Optional[Path], typer.Option("--output-file", help="a file holding the output (UTF-8)")] = None,
+    prompt: Annotated[str, typer.Option("--prompt", help="the prompt the output followed: context for the model's loss, not attributed on-chain")] = "",
+    model_id: Annotated[Optional[int], typer.Option("--model-id", min=0, help="the registered model to preview on-chain attribution for (default: the manifest's registration)")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="table rows (most helpful first); --json always lists every contribution")] = 20,
+    rpc: RpcUrl = wallet_cli.DEFAULT_RPC, timeout: Timeout = 120.0, as_json: JsonOut = False,
+) -> None:
+    """Off-chain DataInf influence of each training contribution on an output of a LoRA model, beside the
+    on-chain span attribution (previewAttribution) of the same output. Positive influence: the contribution
+    lowered the output's loss."""
+    from .influence import InfluenceError, read_manifest
+
+    try:
+        manifest = read_manifest(adapter)
+    except InfluenceError as exc:
+        raise WalletError(str(exc)) from None
+    text = _output_text(output, output_file)
+    try:
+        check_model_dir(base_model)
+    except ModelDirError as exc:
+        raise WalletError(str(exc)) from None
+    from .base import model_dir_hash
+    from .factory import ADAPTER_FILE, file_keccak
+
+    base_hash = model_dir_hash(base_model)
+    if base_hash != manifest["baseModel"]["sha256"]:
+        raise WalletError(f"{adapter} was trained on base model sha256 {manifest['baseModel']['sha256'][:16]}..., "
+                          f"--base-model {base_model} is {base_hash[:16]}...: not the adapter's base model")
+    adapter_hash = file_keccak(adapter / ADAPTER_FILE)
+    if adapter_hash != manifest.get("adapter", {}).get("hash"):
+        raise WalletError(f"{adapter / ADAPTER_FILE} has keccak256 {adapter_hash}, not the manifest's "
+                          f"{manifest.get('adapter', {}).get('hash')}: the adapter changed after training")
+    if model_id is None:
+        model_id = (manifest.get("registration") or {}).get("modelId")
+        if model_id is None:
+            raise WalletError(f"{adapter / 'manifest.json'} records no registration (model train --register): "
+                              "give the registered model's id with --model-id")
+
+    client = Rpc(rpc, timeout=timeout)
+    versions = []
+    for entry in manifest["datanets"]:
+        version = fetch_version(client, int(entry["datanetId"]), int(entry["version"]))
+        if version.root != entry.get("root", version.root):
+            raise WalletError(f"Datanet {version.datanet_id} version {version.version} has root {version.root} on "
+                              f"{rpc}, the manifest says {entry['root']}: another chain?")
+        versions.append(version)
+    model = client("ol_getModel", hex(model_id))
+    if model is None:
+        raise WalletError(f"model {model_id} is not registered on {rpc}")
+    if model["adapterHash"].lower() != adapter_hash.lower():
+        raise WalletError(f"model {model_id} on {rpc} has adapter hash {model['adapterHash']}, the adapter in "
+                          f"{adapter} is {adapter_hash}: not this adapter's model")
+    preview = wallet_cli.view(client, wallet_cli.attribution(), "previewAttribution", model_id, text.encode("utf-8"))
+    on_chain = {(d, c): s for d, c, s in zip(preview["datanetIds"], preview["contributionIds"], preview["scores"])}
+    spans, spans_match = _local_spans(versions, text, on_chain)
+
+    everything = {(c.datanet_id, c.contribution_id): c for v in versions for c in v.contributions}
+    trained_keys = [tuple(pair) for pair in manifest["split"]["train"]]
+    missing = [key for key in trained_keys if key not in everything]
+    if missing:
+        raise WalletError(f"contribution {missing[0][1]} of Datanet {missing[0][0]}, which the adapter was trained "
+                          f"on, is not in the Datanet versions {rpc} holds")
+    contributors = {key: client("ol_getContribution", hex(key[0]), hex(key[1]))["contributor"] for key in everything}
+    trained = [everything[key] for key in trained_keys]
+
+    report = _influence(base_model, adapter, manifest, trained, text, prompt)
+    ranks = report.ranks("datainf")
+    total = sum(on_chain.values())
+    rows = []
+    for key in sorted(everything):
+        at = trained_keys.index(key) if key in trained_keys else None
+        score = on_chain.get(key, 0)
+        rows.append({
+            "datanetId": key[0], "contributionId": key[1], "contributor": contributors[key], "trained": at is not None,
+            "influence": report.scores["datainf"][at] if at is not None else None,
+            "rank": ranks[at] if at is not None else None,
+            "baselines": {m: report.scores[m][at] for m in ("exact", "grad_dot", "cosine")} if at is not None else None,
+            "onChainScore": score, "onChainShare": score / total if total else 0.0,
+            "spans": spans.get(key, []) if spans_match else None,
+        })
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["datanetId"], r["contributionId"]))
+    document = {
+        "modelId": model_id, "adapter": str(adapter), "adapterHash": adapter_hash, "output": text, "prompt": prompt,
+        "outputTokens": report.test_tokens, "outputLoss": report.test_loss,
+        "method": "DataInf (Kwon et al., ICLR 2024), per-layer damping 0.1 x mean squared gradient entry; "
+                  "influence > 0: the contribution lowered the output's loss (helped)",
+        "datanets": [{"datanetId": v.datanet_id, "version": v.version} for v in versions],
+        "onChainTotalScore": total, "spansMatchChain": spans_match, "contributions": rows,
+    }
+    wallet_cli._emit(as_json, document, _influence_lines(document, top))
+
+
+def _output_text(output: Optional[str], output_file: Optional[Path]) -> str:
+    if (output is None) == (output_file is None):
+        raise WalletError("give exactly one of --output TEXT and --output-file PATH")
+    if output is None:
+        try:
+            output = output_file.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise WalletError(f"cannot read {output_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise WalletError(f"{output_file} is not UTF-8 text") from None
+    if not output.strip():
+        raise WalletError("the output is empty")
+    return output
+
+
+def _local_spans(versions, text: str, on_chain: dict) -> tuple[dict, bool]:
+    """The spans behind each contribution's on-chain score, found again with attribution v1 over the
+    versions' text (the rule is deterministic), as [byte start, byte end) of the output; and whether
+    the credits found match the chain's."""
+    from ..attribution import DatanetIndex, attribute
+
+    indexes = [DatanetIndex.build(v.datanet_id, v.version,
+                                  sorted((c.contribution_id, c.text.encode("utf-8")) for c in v.contributions))
+               for v in versions]
+    found = attribute(indexes, text.encode("utf-8"))
+    spans: dict[tuple[int, int], list[list[int]]] = {}
+    for span in found.spans:
+        for contribution_id in span.contribution_ids:
+            spans.setdefault((span.datanet_id, contribution_id), []).append([span.byte_start, span.byte_end])
+    credits = {(c.datanet_id, c.contribution_id): c.score for c in found.credits}
+    return spans, credits == on_chain
+
+
+def _influence(base_model: Path, adapter: Path, manifest: dict[str, Any], trained, text: str, prompt: str):
+    from .base import load_base_model
+    from .influence import InfluenceError, influence, load_adapter, output_example
+
+    typer.echo(f"computing the gradients of {len(trained)} training contributions and of the output", err=True)
+    try:
+        base = load_base_model(base_model)
+        model = load_adapter(base, adapter, manifest)
+        block_size = int(manifest["hyperparameters"]["blockSize"])
+        return influence(model, base, trained, [output_example(base, text, prompt, block_size)], block_size)
+    except (ModelDirError, InfluenceError) as exc:
+        raise WalletError(str(exc)) from None
+
+
+def _influence_lines(document: dict[str, Any], top: int) -> list[str]:
+    rows = document["contributions"]
+    lines = [f"output: {document['outputTokens']} tokens, loss {document['outputLoss']:.4f} nats/token under the "
+             f"adapter; model {document['modelId']} on-chain total score {document['onChainTotalScore']}",
+             f"{'rank':>4}  {'contribution':<14} {'contributor':<42} {'influence':>11} {'grad·dot':>10}  "
+             f"{'on-chain score':>14} {'credit':>7}  spans (output bytes)"]
+    shown = [r for r in rows if r["trained"]][:top]
+    credited_elsewhere = [r for r in rows if r not in shown and r["onChainScore"]]
+    for r in shown + credited_elsewhere:
+        rank = str(r["rank"]) if r["rank"] is not None else "-"
+        name = f"{r['datanetId']}:{r['contributionId']}" + ("" if r["trained"] else " held")
+        influence_text = f"{r['influence']:>11.4g}" if r["influence"] is not None else f"{'(held out)':>11}"
+        dot = f"{r['baselines']['grad_dot']:>10.4g}" if r["baselines"] else f"{'':>10}"
+        spans = "?" if r["spans"] is None else " ".join(f"[{a},{b})" for a, b in r["spans"][:4]) + \
+            (" ..." if r["spans"] and len(r["spans"]) > 4 else "")
+        lines.append(f"{rank:>4}  {name:<14} {r['contributor']:<42} {influence_text} {dot}  "
+                     f"{r['onChainScore']:>14} {100 * r['onChainShare']:>6.2f}%  {spans or '-'}")
+    hidden = len([r for r in rows if r["trained"]]) - len(shown)
+    if hidden:
+        lines.append(f"({hidden} more trained contributions: --top, or --json for all)")
+    lines.append("influence: DataInf, > 0 = the contribution lowered the output's loss; on-chain: previewAttribution "
+                 "(verbatim spans of >= 8 tokens), credit = share of the contributors' part"
+                 + ("" if document["spansMatchChain"] else "; spans '?': the local recomputation differs from the chain"))
+    return lines
+
+
 def register_model_commands(model_app: typer.Typer) -> None:
-    """Add ``train`` to the wallet's ``model`` group."""
+    """Add ``train`` and ``influence`` to the wallet's ``model`` group."""
     model_app.command("train")(train)
+    model_app.command("influence")(influence)
 
 
 @wallet_cli._operator_errors

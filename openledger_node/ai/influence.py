@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -184,11 +185,12 @@ def contribution_example(base: BaseModel, contribution: Contribution, block_size
 
 
 def output_example(base: BaseModel, output: str, prompt: str = "", block_size: Optional[int] = None) -> Example:
-    """BOS, the prompt, then the output, cut into blocks like training text; only the output's
+    """BOS, the prompt, then the output, in windows of ``block_size`` tokens that overlap by one
+    (so every output token is predicted once, with up to a block of context); only the output's
     tokens count in the loss (the prompt and BOS are context). The prompt and the output are
     tokenized separately so that the boundary between them is exact."""
     tokenizer = base.tokenizer
-    block_size = min(block_size or base.max_length, base.max_length)
+    block_size = max(2, min(block_size or base.max_length, base.max_length))
     context = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     if prompt:
         context += tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
@@ -197,8 +199,10 @@ def output_example(base: BaseModel, output: str, prompt: str = "", block_size: O
         raise InfluenceError("the output has no tokens")
     ids = context + target
     labels = [-100] * len(context) + target
-    blocks = tuple(tuple(ids[s:s + block_size]) for s in range(0, len(ids), block_size))
-    label_blocks = tuple(tuple(labels[s:s + block_size]) for s in range(0, len(ids), block_size))
+    # windows overlapping by one token, so that every output token is predicted exactly once
+    starts = range(0, max(len(ids) - 1, 1), block_size - 1)
+    blocks = tuple(tuple(ids[s:s + block_size]) for s in starts)
+    label_blocks = tuple(tuple(labels[s:s + block_size]) for s in starts)
     example = Example(blocks, label_blocks)
     if example.tokens == 0:
         raise InfluenceError("no output token can be predicted (is the output only one token at a block's start?)")
@@ -304,7 +308,9 @@ def load_adapter(base: BaseModel, adapter: Path, manifest: Optional[dict[str, An
         raise InfluenceError(f"{adapter} was trained on base model sha256 {manifest['baseModel']['sha256'][:16]}..., "
                              f"{base.path} is {base.sha256[:16]}...: not the adapter's base model")
     try:
-        return PeftModel.from_pretrained(base.model, str(adapter), is_trainable=False)
+        with warnings.catch_warnings():  # peft asks a transformers 5 model a question v5 deprecated
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return PeftModel.from_pretrained(base.model, str(adapter), is_trainable=False)
     except Exception as exc:  # peft/transformers raise many kinds
         raise InfluenceError(f"cannot load the adapter in {adapter}: {' '.join(str(exc).split())[:300]}") from None
 
