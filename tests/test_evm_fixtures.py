@@ -1,7 +1,7 @@
 """Ethereum's own test fixtures, run through the node's fork VMs.
 
 The node's VMs (``openledger_node.chain.vm.VM_BY_FORK``) are py-evm's, subclassed, with
-speed-ups (shallow block copies, a bottom-up ordered-trie root for block tries, no
+speed-ups (shallow block, header and account copies, a bottom-up ordered-trie root for block tries, no
 receipt re-read for EIP-6110 without a deposit contract) and, later, the product's
 precompiles at new addresses.  These tests show that nothing else changed: every
 vendored case of ethereum/tests and execution-spec-tests (see tests/fixtures/README.md
@@ -255,4 +255,60 @@ def test_prague_block_built_by_the_node_is_the_block_stock_py_evm_builds(tmp_pat
     path.write_text(json.dumps({"node_built_block": fixture}))
     stock = runner.stock_outcome_in_subprocess("blockchain", str(path), "node_built_block")
     assert stock == {"genesis_hash": "0x" + genesis.hash.hex(), "blocks": [fixture["lastblockhash"]],
+                     "head_hash": fixture["lastblockhash"]}, stock
+
+
+def test_blocks_of_many_transfers_built_by_the_node_are_the_blocks_stock_py_evm_builds(tmp_path: Path) -> None:
+    """Three Prague blocks of value transfers (new and existing recipients, a sender
+    paying itself, a contract call) sealed by the node, whose accounts and headers are
+    copied shallowly while a block is built, are imported as is by stock py-evm with
+    the same hashes: every account change and every per-transaction header update lands
+    as py-evm's deep copies would have it."""
+    from eth_account import Account
+    from eth_utils import to_checksum_address
+
+    keys = [Account.from_key((i + 1).to_bytes(32, "big")) for i in range(4)]
+    counter = "0x" + "c0" * 20  # SSTORE(0, SLOAD(0) + CALLVALUE)
+    code = "0x" + "34600054016000" + "55" + "00"
+    pre = {key.address: {"balance": hex(10**21), "nonce": "0x0", "code": "0x", "storage": {}} for key in keys}
+    pre[counter] = {"balance": "0x0", "nonce": "0x1", "code": code, "storage": {}}
+    genesis_doc = {
+        "config": {"chainId": 1, **{key: 0 for key in _GETH_KEYS.values()}, "eip155Block": 0,
+                   "terminalTotalDifficulty": 0, "terminalTotalDifficultyPassed": True},
+        "alloc": pre, "gasLimit": "0x1c9c380", "baseFeePerGas": "0x7", "timestamp": "0x0",
+    }
+    nonces = [0] * len(keys)
+
+    def transfer(sender: int, to: str, value: int, gas: int = 21_000) -> bytes:
+        tx = {"type": 2, "chainId": 1, "nonce": nonces[sender], "to": to_checksum_address(to), "value": value, "gas": gas,
+              "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 3, "data": b""}
+        nonces[sender] += 1
+        return bytes(keys[sender].sign_transaction(tx).raw_transaction)
+
+    chain = Blockchain.init(tmp_path / "data", parse_genesis(genesis_doc))
+    blocks = []
+    try:
+        for height in range(3):
+            raws = [transfer(i % 4, "0x" + bytes([height * 16 + i + 1] * 20).hex(), 10**15 + i) for i in range(12)]
+            raws += [transfer(1, keys[2].address, 7), transfer(3, keys[3].address, 5),
+                     transfer(0, counter, 10 + height, gas=60_000)]
+            sealed = chain.build_block([chain.decode_transaction(raw) for raw in raws], timestamp=12 * (height + 1),
+                                       coinbase=b"\x2a" * 20)
+            assert len(sealed.block.transactions) == len(raws) and not sealed.rejected
+            blocks.append(sealed.block)
+        genesis = chain.header_by_number(0)
+        assert chain.state_at(chain.head).get_storage(bytes.fromhex(counter[2:]), 0) == 10 + 11 + 12
+    finally:
+        chain.close()
+    fixture = {
+        "network": "Prague",
+        "genesisBlockHeader": _fixture_header(genesis),
+        "pre": pre,
+        "blocks": [{"rlp": "0x" + rlp.encode(block).hex()} for block in blocks],
+        "lastblockhash": "0x" + blocks[-1].hash.hex(),
+    }
+    path = tmp_path / "node_built_blocks.json"
+    path.write_text(json.dumps({"node_built_blocks": fixture}))
+    stock = runner.stock_outcome_in_subprocess("blockchain", str(path), "node_built_blocks")
+    assert stock == {"genesis_hash": "0x" + genesis.hash.hex(), "blocks": ["0x" + b.hash.hex() for b in blocks],
                      "head_hash": fixture["lastblockhash"]}, stock

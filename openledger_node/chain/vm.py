@@ -32,7 +32,10 @@ from eth.vm.forks.prague.constants import (
     DEPOSIT_REQUEST_TYPE,
 )
 
+from eth.db.account import AccountDB
+from eth.rlp.accounts import Account
 from eth.vm.chain_context import ChainContext
+import rlp
 
 from .. import blobs
 from ..precompiles.attribution import ProofOfAttribution
@@ -98,13 +101,61 @@ class _PragueVM:
         block.block_requests.append(DEPOSIT_REQUEST_TYPE + data)
 
 
+class _Account(Account):
+    """An account whose ``copy`` reuses its fields (py-evm copies one per balance or
+    nonce change: ~5 deep copies per transfer)."""
+
+    copy = _shallow_copy
+
+
+_BLANK_ACCOUNT = _Account()
+
+
+class _AccountDB(AccountDB):
+    """py-evm's AccountDB, handing out ``_Account``s; what it stores is unchanged."""
+
+    def _get_account(self, address, from_journal=True):
+        if from_journal and address in self._account_cache:
+            return self._account_cache[address]
+        encoded = self._get_encoded_account(address, from_journal)
+        account = rlp.decode(encoded, sedes=_Account) if encoded else _BLANK_ACCOUNT
+        if from_journal:
+            self._account_cache[address] = account
+        return account
+
+
+_FAST_HEADERS: dict[type, type] = {}
+
+
+def _fast_header(header):
+    """``header`` as a subclass of its class whose ``copy`` reuses its fields: a block
+    under construction copies its header once per transaction (gas used, bloom)."""
+    cls = type(header)
+    fast = _FAST_HEADERS.get(cls)
+    if fast is None:
+        if "copy" in cls.__dict__ and cls.__dict__["copy"] is _shallow_copy:
+            return header
+        fast = _FAST_HEADERS[cls] = type(cls.__name__, (cls,), {"copy": _shallow_copy, "__module__": cls.__module__})
+    return fast(**{name: getattr(header, name) for name in cls._meta.field_names})
+
+
 def _node_vm(name: str, vm):
     block_class = vm.get_block_class()
     fast_block = type(block_class.__name__, (block_class,), {"copy": _shallow_copy})
+    state_class = vm.get_state_class()
+    fast_state = type(state_class.__name__, (state_class,), {"account_db_class": _AccountDB, "__module__": __name__})
+    base_create_header = vm.create_header_from_parent
+
+    def create_header_from_parent(parent_header, **header_params):
+        return _fast_header(base_create_header(parent_header, **header_params))
+
     bases = (_PragueVM, vm) if name == "prague" else (vm,)
     # No DAO fork (a mainnet-only irregular state change; geth genesis files without
     # daoForkBlock have none): py-evm's Homestead family refuses to run unconfigured.
-    return type(f"OpenLedger{vm.__name__}", bases, {"block_class": fast_block, "support_dao_fork": False})
+    return type(f"OpenLedger{vm.__name__}", bases, {
+        "block_class": fast_block, "_state_class": fast_state, "support_dao_fork": False,
+        "create_header_from_parent": staticmethod(create_header_from_parent),
+    })
 
 
 VM_BY_FORK = {name: _node_vm(name, vm) for name, vm in FORKS}
