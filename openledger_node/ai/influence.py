@@ -221,6 +221,28 @@ def lora_parameters(model) -> dict[str, list[torch.nn.Parameter]]:
     return {module: [p for _, p in sorted(pairs, key=lambda pair: pair[0])] for module, pairs in sorted(layers.items())}
 
 
+def example_loss(model, example: Example, pad_id: int) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy of ``model`` over the example's counted tokens (in float64),
+    and how many tokens that is."""
+    width = max(len(block) for block in example.blocks)
+    rows = len(example.blocks)
+    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    labels = torch.full((rows, width), -100, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    for row, (block, label) in enumerate(zip(example.blocks, example.labels)):
+        input_ids[row, : len(block)] = torch.tensor(block)
+        labels[row, : len(label)] = torch.tensor(label)
+        mask[row, : len(block)] = 1
+    logits = model(input_ids=input_ids, attention_mask=mask).logits.to(torch.float64)
+    targets = labels[:, 1:]
+    count = int((targets != -100).sum())
+    if count == 0:
+        raise InfluenceError("an example with no token to predict")
+    summed = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
+    return summed / count, count
+
+
 class LoraGradients:
     """Per-example gradients of a peft LoRA model's loss w.r.t. its adapter, per adapted layer,
     in float64. The model is put in eval mode and cast to float64; only LoRA weights get gradients."""
@@ -236,23 +258,7 @@ class LoraGradients:
 
     def loss(self, example: Example) -> tuple[torch.Tensor, int]:
         """Mean next-token cross-entropy over the example's counted tokens (and how many)."""
-        width = max(len(block) for block in example.blocks)
-        rows = len(example.blocks)
-        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        labels = torch.full((rows, width), -100, dtype=torch.long)
-        mask = torch.zeros((rows, width), dtype=torch.long)
-        for row, (block, label) in enumerate(zip(example.blocks, example.labels)):
-            input_ids[row, : len(block)] = torch.tensor(block)
-            labels[row, : len(label)] = torch.tensor(label)
-            mask[row, : len(block)] = 1
-        logits = self.model(input_ids=input_ids, attention_mask=mask).logits.to(torch.float64)
-        targets = labels[:, 1:]
-        count = int((targets != -100).sum())
-        if count == 0:
-            raise InfluenceError("an example with no token to predict")
-        summed = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
-        return summed / count, count
+        return example_loss(self.model, example, self.pad_id)
 
     def gradient(self, example: Example) -> dict[str, torch.Tensor]:
         """Each layer's gradient (A then B, flattened) of the example's mean loss."""
