@@ -287,7 +287,7 @@ def _influence_lines(document: dict[str, Any], top: int) -> list[str]:
     rows = document["contributions"]
     lines = [f"output: {document['outputTokens']} tokens, loss {document['outputLoss']:.4f} nats/token under the "
              f"adapter; model {document['modelId']} on-chain total score {document['onChainTotalScore']}",
-             f"{'rank':>4}  {'contribution':<14} {'contributor':<42} {'influence':>11} {'grad·dot':>10}  "
+             f"{'rank':>4}  {'contribution':<14} {'contributor':<42} {'influence':>11} {'exact':>10} {'grad·dot':>10}  "
              f"{'on-chain score':>14} {'credit':>7}  spans (output bytes)"]
     shown = [r for r in rows if r["trained"]][:top]
     credited_elsewhere = [r for r in rows if r not in shown and r["onChainScore"]]
@@ -295,7 +295,7 @@ def _influence_lines(document: dict[str, Any], top: int) -> list[str]:
         rank = str(r["rank"]) if r["rank"] is not None else "-"
         name = f"{r['datanetId']}:{r['contributionId']}" + ("" if r["trained"] else " held")
         influence_text = f"{r['influence']:>11.4g}" if r["influence"] is not None else f"{'(held out)':>11}"
-        dot = f"{r['baselines']['grad_dot']:>10.4g}" if r["baselines"] else f"{'':>10}"
+        dot = f"{r['baselines']['exact']:>10.4g} {r['baselines']['grad_dot']:>10.4g}" if r["baselines"] else f"{'':>21}"
         spans = "?" if r["spans"] is None else " ".join(f"[{a},{b})" for a, b in r["spans"][:4]) + \
             (" ..." if r["spans"] and len(r["spans"]) > 4 else "")
         lines.append(f"{rank:>4}  {name:<14} {r['contributor']:<42} {influence_text} {dot}  "
@@ -303,7 +303,8 @@ def _influence_lines(document: dict[str, Any], top: int) -> list[str]:
     hidden = len([r for r in rows if r["trained"]]) - len(shown)
     if hidden:
         lines.append(f"({hidden} more trained contributions: --top, or --json for all)")
-    lines.append("influence: DataInf, > 0 = the contribution lowered the output's loss; on-chain: previewAttribution "
+    lines.append("influence: DataInf, > 0 = the contribution lowered the output's loss (exact: the same damped Fisher "
+                 "inverted exactly; grad·dot: no Hessian); on-chain: previewAttribution "
                  "(verbatim spans of >= 8 tokens), credit = share of the contributors' part"
                  + ("" if document["spansMatchChain"] else "; spans '?': the local recomputation differs from the chain"))
     return lines
