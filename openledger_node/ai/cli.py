@@ -149,7 +149,9 @@ def influence(
     prompt: Annotated[str, typer.Option("--prompt", help="the prompt the output followed: context for the model's loss, not attributed on-chain")] = "",
     model_id: Annotated[Optional[int], typer.Option("--model-id", min=0, help="the registered model to preview on-chain attribution for (default: the manifest's registration)")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="table rows (most helpful first); --json always lists every contribution")] = 20,
-    rpc: RpcUrl = wallet_cli.DEFAULT_RPC, timeout: Timeout = 120.0, as_json: JsonOut = False,
+    rpc: RpcUrl = wallet_cli.DEFAULT_RPC,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for each answer from the node")] = 120.0,
+    as_json: JsonOut = False,
 ) -> None:
     """Off-chain DataInf influence of each training contribution on an output of a LoRA model, beside the
     on-chain span attribution (previewAttribution) of the same output. Positive influence: the contribution
