@@ -247,3 +247,14 @@ def test_errors_are_one_line(trained, tiny_model, tmp_path):
     assert_one_error_line(influence(node.url, moved, tiny_model, *args), "--model-id")
     assert_one_error_line(influence(node.url, moved, tiny_model, *args, "--model-id", "77"), "model 77 is not registered")
     assert_one_error_line(influence(node.url, adapter, tiny_model), "exactly one of --output")
+
+
+def test_the_cli_does_not_import_torch_until_influence_runs():
+    import subprocess
+    import sys
+
+    code = ("import sys; from openledger_node.cli import app; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
