@@ -218,6 +218,7 @@ def replay(
     http_host: str = typer.Option("127.0.0.1", "--http-host", help="with --follow: RPC listen address"),
     http_port: int = typer.Option(8545, "--http-port", help="with --follow: RPC port; 0 picks a free one"),
     log_level: str = typer.Option("info", "--log-level", help="with --follow"),
+    poll_seconds: float = typer.Option(2.0, "--poll-seconds", min=0.05, help="with --follow: how often to look for new batches on L1"),
 ) -> None:
     """Rebuild the L2 from the batches on L1 alone and check every committed state root."""
     from .chain.chain import Blockchain, DatadirError
@@ -270,10 +271,11 @@ def replay(
     if not follow:
         chain.close()
         return
-    _follow(chain, summary, l1_rpc, address, http_host, http_port, log_level)
+    _follow(chain, summary, l1_rpc, address, http_host, http_port, log_level, poll_seconds)
 
 
-def _follow(chain, summary, l1_rpc: str, address: bytes, http_host: str, http_port: int, log_level: str) -> None:
+def _follow(chain, summary, l1_rpc: str, address: bytes, http_host: str, http_port: int, log_level: str,
+            poll_seconds: float) -> None:
     """Serve the replayed chain read-only and keep applying new batches from L1."""
     from .node import Node, NodeConfig
     from .rpc.jsonrpc import RPCError
@@ -287,6 +289,7 @@ def _follow(chain, summary, l1_rpc: str, address: bytes, http_host: str, http_po
         chain, l1_rpc, address, batches=summary.batches, verified_block=summary.head_number,
         next_l1_block=summary.l1_head + 1, last_event=summary.last_event,
         on_block=lambda sealed: [listener(sealed) for listener in node.sequencer.listeners],
+        poll_seconds=poll_seconds,
     )
 
     def read_only(*_params) -> None:

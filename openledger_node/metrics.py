@@ -50,6 +50,8 @@ class NodeMetrics:
 
         gauges = (
             ("openledger_l1_posted_block", "Last L2 block the L1 inbox holds", lambda s: s.posted_block),
+            ("openledger_l1_safe_block", "Last L2 block L1's safe block holds", lambda s: s.safe_block),
+            ("openledger_l1_finalized_block", "Last L2 block L1's finalized block holds", lambda s: s.finalized_block),
             ("openledger_l1_batches", "Batches the L1 inbox holds", lambda s: s.batches),
             ("openledger_l1_head_block", "L1 head block the poster last saw",
              lambda s: s.l1_head.number if s.l1_head else None),

@@ -284,6 +284,59 @@ def test_replay_follow_serves_a_read_only_replica_that_keeps_up_with_l1(tmp_path
                 kill_all()
 
 
+def test_safe_and_finalized_l2_heads_follow_l1s_safe_and_finalized_blocks(tmp_path: Path, batcher_key) -> None:
+    """ol_syncStatus names, as OP's optimism_syncStatus does, the L2 blocks that L1's safe and
+    finalized blocks hold (anvil: 32 and 64 blocks behind its head), on the sequencer and on
+    a following replica: null until L1 settles a batch, then the posted head once it has."""
+    from node_process import NodeProcess, kill_all
+
+    def settled(node: RunningNode | Any, key: str, want: str | None) -> dict[str, Any]:
+        deadline = time.monotonic() + 30
+        while True:
+            status = node.rpc("ol_syncStatus")
+            ref = status[key]
+            if (ref and ref["number"]) == want:
+                return status
+            assert time.monotonic() < deadline, f"{key} is not {want}: {status}"
+            time.sleep(0.1)
+
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
+            for nonce in range(2):
+                l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, nonce, "0x" + "45" * 20, value=5)))
+            posted = wait_posted(l2)["posted_l2"]
+            follower = NodeProcess(["replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis",
+                                    str(DEVNET_GENESIS), "--datadir", str(tmp_path / "replica"), "--follow",
+                                    "--http-port", "0", "--poll-seconds", "0.2"], tmp_path / "follower.log")
+            try:
+                follower.start().wait_ready(60)
+                # L1's safe block is older than the inbox: nothing is settled yet.
+                status = settled(l2, "posted_l2", posted["number"])
+                assert status["safe_l2"] is None and status["finalized_l2"] is None, status
+                assert status["poster"]["safeBlock"] is None and status["poster"]["finalizedBlock"] is None
+                assert follower.rpc("ol_syncStatus")["finalized_l2"] is None
+
+                anvil.rpc("anvil_mine", hex(32))  # the batch is now in L1's safe block, not its finalized one
+                status = settled(l2, "safe_l2", posted["number"])
+                assert status["safe_l2"]["hash"] == posted["hash"] and status["finalized_l2"] is None, status
+                replica = settled(follower, "safe_l2", posted["number"])
+                assert replica["safe_l2"]["hash"] == posted["hash"] and replica["finalized_l2"] is None, replica
+
+                anvil.rpc("anvil_mine", hex(32))
+                status = settled(l2, "finalized_l2", posted["number"])
+                assert status["finalized_l2"]["hash"] == posted["hash"], status
+                assert status["poster"]["finalizedBlock"] == posted["number"]
+                metrics = l2.client.get(l2.url + "/metrics").text
+                assert f"openledger_l1_finalized_block {float(int(posted['number'], 16))}" in metrics
+                assert f"openledger_l1_safe_block {float(int(posted['number'], 16))}" in metrics
+                assert settled(follower, "finalized_l2", posted["number"])["finalized_l2"]["hash"] == posted["hash"]
+                follower.signal(2)
+                assert follower.wait() == 0
+            finally:
+                kill_all()
+
+
 def test_a_block_too_big_for_one_l1_transaction_goes_in_frames_and_replays(tmp_path: Path, batcher_key) -> None:
     import os
 

@@ -23,7 +23,9 @@ class OlSyncAPI:
     def syncStatus(self) -> dict[str, Any]:
         """unsafe_l2: this node's head; posted_l2: the last block the L1 inbox holds (as last
         read from L1; on a `replay --follow` replica, the last block verified against L1);
-        current_l1: the L1 head last seen; poster: the batch poster's (or follower's) state."""
+        safe_l2 / finalized_l2: the last of those that L1's safe / finalized block holds (null
+        while none is, or when the L1 has no such tag); current_l1: the L1 head last seen;
+        poster: the batch poster's (or follower's) state."""
         from ..settlement.poster import sync_status_of
 
         poster, follower = self.node.poster, getattr(self.node, "follower", None)
@@ -35,6 +37,8 @@ class OlSyncAPI:
             return {
                 "unsafe_l2": self._block_ref(self.node.blockchain.head.block_number),
                 "posted_l2": self._block_ref(follower.status.verified_block),
+                "safe_l2": self._block_ref(follower.status.safe_block),
+                "finalized_l2": self._block_ref(follower.status.finalized_block),
                 "current_l1": None if l1_head is None else {"number": l1_head},
                 "poster": status,
             }
@@ -42,6 +46,8 @@ class OlSyncAPI:
         return {
             "unsafe_l2": self._block_ref(self.node.blockchain.head.block_number),
             "posted_l2": self._block_ref(poster.status.posted_block if poster is not None else None),
+            "safe_l2": self._block_ref(poster.status.safe_block if poster is not None else None),
+            "finalized_l2": self._block_ref(poster.status.finalized_block if poster is not None else None),
             "current_l1": status.pop("l1Head", None),
             "poster": status,
         }

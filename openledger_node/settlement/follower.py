@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..chain.chain import Blockchain, SealedBlock
+from .inbox import SETTLED_TAGS, posted_block_at
 from .l1 import L1Client, L1RPCError, L1Unavailable, to_hex
 from .replay import ReplayError, apply_batch, batch_data, batch_records
 
@@ -26,6 +27,8 @@ class FollowerStatus:
     l1_head: int | None = None  # L1 block the events were read up to
     batches: int = 0  # batches verified
     verified_block: int = 0  # last L2 block whose batch's roots matched L1
+    safe_block: int | None = None  # last verified L2 block that L1's safe block holds
+    finalized_block: int | None = None  # ... that L1's finalized block holds
     last_error: str | None = None
     failed: str | None = None  # the ReplayError that stopped the following
 
@@ -97,6 +100,9 @@ class BatchFollower:
                      record.first_block, record.last_block, txs, record.state_root.hex())
         self.next_l1_block = head + 1
         self.status.l1_head = head
+        self.status.safe_block, self.status.finalized_block = [
+            None if posted is None else min(posted, self.status.verified_block)
+            for posted in [await posted_block_at(l1, self.inbox, tag) for tag in SETTLED_TAGS]]
 
 
 def sync_status_of_follower(follower: BatchFollower) -> dict[str, Any]:
@@ -104,6 +110,8 @@ def sync_status_of_follower(follower: BatchFollower) -> dict[str, Any]:
     return {
         "enabled": True, "mode": "follower", "inbox": to_hex(follower.inbox),
         "batches": hex(status.batches), "verifiedBlock": hex(status.verified_block),
+        "safeBlock": None if status.safe_block is None else hex(status.safe_block),
+        "finalizedBlock": None if status.finalized_block is None else hex(status.finalized_block),
         "l1Head": None if status.l1_head is None else hex(status.l1_head),
         "lastError": status.last_error, "stopped": status.failed,
     }

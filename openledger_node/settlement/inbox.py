@@ -165,6 +165,27 @@ def decode_uint(raw: bytes) -> int:
     return eth_abi.decode(["uint256"], raw)[0]
 
 
+# L1 block tags whose state a batch can be trusted to stay in: OP's safe and finalized heads.
+SETTLED_TAGS = ("safe", "finalized")
+
+
+async def posted_block_at(l1, address: bytes, tag: str) -> int | None:
+    """The last L2 block the inbox holds in L1's ``tag`` block ("safe", "finalized"), or None
+    when that L1 cannot say (no such tag, or the inbox is younger than that block).
+
+    An L1 error here is not the caller's failure: the L1 may simply not know the tag; an
+    unreachable L1 (``L1Unavailable``) still propagates."""
+    from .l1 import L1RPCError
+
+    try:
+        raw = await l1.eth_call(address, NEXT_BLOCK, tag)
+    except L1RPCError:
+        return None
+    if len(raw) != 32:  # no code at that L1 block: the inbox was not deployed yet
+        return None
+    return decode_uint(raw) - 1
+
+
 def decode_address(raw: bytes) -> bytes:
     return bytes.fromhex(eth_abi.decode(["address"], raw)[0][2:])
 

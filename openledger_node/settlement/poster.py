@@ -69,6 +69,8 @@ class PosterStatus:
     l1_head: L1Block | None = None
     batches: int | None = None  # batches the inbox holds
     posted_block: int | None = None  # last L2 block the inbox holds
+    safe_block: int | None = None  # ... in L1's safe block
+    finalized_block: int | None = None  # ... in L1's finalized block
     pending_tx: bytes | None = None
     last_error: str | None = None
     stopped_reason: str | None = None
@@ -131,6 +133,7 @@ class BatchPoster:
         self._l1: L1Client | None = None
         self._l1_chain_id: int | None = None
         self._checked = False
+        self._settled_at: int | None = None  # the L1 block whose safe and finalized heads were last read
         self._ratio = 2.0  # uncompressed/compressed size of the last batch: sizes the next one
         self._waiting: tuple[int, float] | None = None  # (first unposted block, monotonic time first seen)
 
@@ -189,6 +192,10 @@ class BatchPoster:
             log.info("L1 holds %d batches, L2 blocks up to %d (L1 block %d)", count, next_block - 1,
                      self.status.l1_head.number)
         self.status.batches, self.status.posted_block = count, next_block - 1
+        if self._settled_at != self.status.l1_head.number:  # once per L1 block
+            self.status.safe_block, self.status.finalized_block = [
+                await inbox.posted_block_at(l1, box, tag) for tag in inbox.SETTLED_TAGS]
+            self._settled_at = self.status.l1_head.number
         return count, next_block
 
     async def _check_inbox(self) -> None:
@@ -416,6 +423,8 @@ def sync_status_of(poster: BatchPoster | None) -> dict[str, Any]:
                                              "timestamp": hex(head.timestamp)},
         "batches": None if status.batches is None else hex(status.batches),
         "postedBlock": None if status.posted_block is None else hex(status.posted_block),
+        "safeBlock": None if status.safe_block is None else hex(status.safe_block),
+        "finalizedBlock": None if status.finalized_block is None else hex(status.finalized_block),
         "pendingTx": None if status.pending_tx is None else to_hex(status.pending_tx),
         "lastError": status.last_error,
         "stopped": status.stopped_reason,
