@@ -41,7 +41,7 @@ damped Fisher separates corrupted data well; the corrupted facts are also simply
 adapter cannot fit, so the training loss alone nearly separates them here.
 
 Usage:
-    python scripts/eval_influence.py [--base-model DIR] [--n 60] [--corrupt 0.2] [--seeds 0,1,2]
+    python scripts/eval_influence.py [--base-model DIR] [--n 60] [--corrupt 0.2] [--seeds 0,1,2,3,4]
                                      [--epochs 40] [--lds 16 --lds-seeds 3] [--json FILE]
 
 Without --base-model the tiny model is built (once) under build/tiny-model. Nothing here is a
@@ -227,7 +227,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=60, help="training contributions")
     parser.add_argument("--validation", type=int, default=12, help="clean validation contributions")
     parser.add_argument("--corrupt", type=float, default=0.2, help="share of training contributions corrupted")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--rank", type=int, default=8)
