@@ -107,6 +107,37 @@ def test_datainf_is_exact_for_one_training_point_and_linear_in_the_test_gradient
                                + inf.datainf(t_train, other).numpy(), rtol=1e-9)
 
 
+def test_streaming_datainf_equals_the_gram_computation_whatever_it_caches():
+    """Three passes over gradients asked for one at a time give DataInf's scores (and grad_dot and
+    cosine); the gradients kept from pass 1 change how many are recomputed, not one bit of the result."""
+    for seed, n, sizes in ((0, 7, (5, 12)), (3, 30, (40, 9, 3)), (4, 1, (6,))):
+        train, test = _random_gradients(seed, n, sizes)
+        t_train = {k: torch.from_numpy(v) for k, v in train.items()}
+        t_test = {k: torch.from_numpy(v) for k, v in test.items()}
+        asked = []
+
+        def gradient(j):
+            asked.append(j)
+            return {k: v[j] for k, v in t_train.items()}
+
+        row_bytes = 8 * sum(sizes)
+        results = []
+        for cache_bytes, cached in ((0, 0), (2 * row_bytes, min(2, n)), (10**9, n)):
+            asked.clear()
+            found = inf.datainf_streaming(gradient, n, t_test, cache_bytes=cache_bytes)
+            assert found.cached == cached and found.computed == len(asked) == 3 * n - 2 * cached
+            assert asked[:n] == list(range(n))  # pass 1 in order, then the uncached ones twice
+            np.testing.assert_allclose(found.datainf.numpy(), inf.datainf(t_train, t_test).numpy(), rtol=1e-9, atol=0)
+            np.testing.assert_allclose(found.grad_dot.numpy(), inf.grad_dot(t_train, t_test).numpy(), rtol=1e-12)
+            np.testing.assert_allclose(found.cosine.numpy(), inf.cosine(t_train, t_test).numpy(), rtol=1e-12)
+            assert found.lambdas == pytest.approx(inf.damping(t_train), rel=1e-13)
+            results.append(found.datainf)
+        assert all(torch.equal(results[0], other) for other in results[1:])
+    calls = iter(range(10**6))
+    with pytest.raises(inf.InfluenceError, match="not deterministic"):  # a gradient that changes between passes
+        inf.datainf_streaming(lambda j: {"layer0": t_train["layer0"][j] * (1 + next(calls))}, n, {"layer0": t_test["layer0"]})
+
+
 # ----------------------------------------------------------------------------- (b) a checkable direction
 
 
@@ -131,6 +162,33 @@ def test_the_contribution_an_output_quotes_is_the_most_helpful_and_results_repea
         assert first.ranks(method)[quoted] == 1, (method, first.scores[method])
     assert first.scores["datainf"][quoted] > 0
     assert first.test_tokens == len(load_base_model(tiny_model).tokenizer(output, add_special_tokens=False)["input_ids"])
+
+
+def test_streaming_and_in_memory_agree_on_a_real_adapter(tiny_model):
+    contributions = [Contribution(1, i + 1, text) for i, text in enumerate(ships_log(5, seed=7))]
+    contributions.insert(1, Contribution(1, 99, RECIPE))
+    base = load_base_model(tiny_model)
+    settings = LoraSettings(rank=4, epochs=2, batch_size=4, block_size=64, seed=0, learning_rate=5e-3,
+                            eval_fraction=0.0)
+    model, _ = train_adapter(base, contributions, [], settings)
+    test = [inf.output_example(base, RECIPE[30:], RECIPE[:30], 64)]
+    memory = inf.influence(model, base, contributions, test, 64)
+    n = len(contributions)
+    assert memory.path == "in-memory" and memory.gradient_computations == n
+    assert memory.in_memory_bytes == 8 * (n * memory.parameters + 4 * n * n)
+    budget = memory.in_memory_bytes / 2**20
+    assert inf.influence(model, base, contributions, test, 64, max_memory_mb=budget).path == "in-memory"
+    row_mib = 8 * memory.parameters / 2**20
+    for max_mb, cached in ((0, 0), (3 * row_mib + 2 * row_mib, 2)):  # nothing kept; two gradients kept from pass 1
+        streamed = inf.influence(model, base, contributions, test, 64, max_memory_mb=max_mb)
+        assert streamed.path == "streaming" and set(streamed.scores) == {"datainf", "grad_dot", "cosine"}
+        assert streamed.cached_gradients == cached and streamed.gradient_computations == 3 * n - 2 * cached
+        np.testing.assert_allclose(streamed.scores["datainf"], memory.scores["datainf"], rtol=1e-9, atol=0)
+        for method in ("grad_dot", "cosine"):
+            np.testing.assert_allclose(streamed.scores[method], memory.scores[method], rtol=1e-9, atol=0)
+        assert streamed.ranks() == memory.ranks() and streamed.ranks()[1] == 1
+        assert streamed.train_losses == memory.train_losses and streamed.test_loss == memory.test_loss
+        assert streamed.lambdas == pytest.approx(memory.lambdas, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- (c) the command, against a node
@@ -211,6 +269,38 @@ def test_influence_beside_on_chain_attribution_json_and_table(trained, tiny_mode
     again = json.loads(influence(node.url, adapter, tiny_model, "--output", RECIPE[30:], "--prompt", RECIPE[:30],
                                  "--json").stdout)
     assert again == document
+
+
+def test_past_the_memory_budget_the_command_streams_datainf(trained, tiny_model):
+    node, datanet_id, adapter, manifest, texts = trained
+    args = ("--output", RECIPE[30:], "--prompt", RECIPE[:30], "--json")
+    memory = json.loads(influence(node.url, adapter, tiny_model, *args).stdout)
+    assert memory["path"] == "in-memory" and memory["baselinesNote"] is None
+    assert memory["memory"]["budgetMiB"] == 2048 and memory["memory"]["gradientComputations"] == 5
+    result = influence(node.url, adapter, tiny_model, *args, "--max-memory-mb", "0")
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert "exceed --max-memory-mb 0: streamed DataInf in three passes" in result.stderr
+    streamed = json.loads(result.stdout)
+    assert streamed["path"] == "streaming" and "exact" in streamed["baselinesNote"]
+    assert streamed["memory"]["gradientComputations"] == 15 and streamed["memory"]["cachedGradients"] == 0
+    assert streamed["memory"]["inMemoryMiB"] == memory["memory"]["inMemoryMiB"] > 0
+    pairs = list(zip(memory["contributions"], streamed["contributions"]))
+    for a, b in pairs:
+        assert (a["datanetId"], a["contributionId"], a["rank"]) == (b["datanetId"], b["contributionId"], b["rank"])
+        assert a["onChainScore"] == b["onChainScore"] and a["spans"] == b["spans"]
+        if a["trained"]:
+            assert b["influence"] == pytest.approx(a["influence"], rel=1e-9, abs=0)
+            assert b["baselines"]["exact"] is None and isinstance(a["baselines"]["exact"], float)
+            for method in ("grad_dot", "cosine"):
+                assert b["baselines"][method] == pytest.approx(a["baselines"][method], rel=1e-9, abs=0)
+        else:
+            assert b["influence"] is None and b["baselines"] is None
+    table = influence(node.url, adapter, tiny_model, "--output", RECIPE[30:], "--prompt", RECIPE[:30],
+                      "--max-memory-mb", "0")
+    assert table.exit_code == 0, (table.stdout, table.stderr, table.exception)
+    first = next(line for line in table.stdout.splitlines() if line.lstrip().startswith("1  "))
+    assert f"{streamed['contributions'][0]['influence']:.4g}" in first and " - " in first
+    assert "exact '-': streaming path" in table.stdout
 
 
 def test_an_output_file_and_a_model_id(trained, tiny_model, tmp_path):

@@ -149,6 +149,7 @@ def influence(
     prompt: Annotated[str, typer.Option("--prompt", help="the prompt the output followed: context for the model's loss, not attributed on-chain")] = "",
     model_id: Annotated[Optional[int], typer.Option("--model-id", min=0, help="the registered model to preview on-chain attribution for (default: the manifest's registration)")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="table rows (most helpful first); --json always lists every contribution")] = 20,
+    max_memory_mb: Annotated[float, typer.Option("--max-memory-mb", min=0.0, help="MiB for the training gradients: all kept in memory (and the exact baseline shown) when n x adapter parameters x 8 bytes (+ 32 n^2) fit, else DataInf is streamed in three passes over the contributions (up to 3x the gradient computations, no exact baseline)")] = 2048.0,
     rpc: RpcUrl = wallet_cli.DEFAULT_RPC,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for each answer from the node")] = 120.0,
     as_json: JsonOut = False,
@@ -211,7 +212,7 @@ def influence(
     contributors = {key: client("ol_getContribution", hex(key[0]), hex(key[1]))["contributor"] for key in everything}
     trained = [everything[key] for key in trained_keys]
 
-    report = _influence(base_model, adapter, manifest, trained, text, prompt)
+    report = _influence(base_model, adapter, manifest, trained, text, prompt, max_memory_mb)
     ranks = report.ranks("datainf")
     total = sum(on_chain.values())
     rows = []
@@ -222,7 +223,8 @@ def influence(
             "datanetId": key[0], "contributionId": key[1], "contributor": contributors[key], "trained": at is not None,
             "influence": report.scores["datainf"][at] if at is not None else None,
             "rank": ranks[at] if at is not None else None,
-            "baselines": {m: report.scores[m][at] for m in ("exact", "grad_dot", "cosine")} if at is not None else None,
+            "baselines": ({m: report.scores[m][at] if m in report.scores else None for m in ("exact", "grad_dot", "cosine")}
+                          if at is not None else None),
             "onChainScore": score, "onChainShare": score / total if total else 0.0,
             "spans": spans.get(key, []) if spans_match else None,
         })
@@ -233,6 +235,13 @@ def influence(
         "method": "DataInf (Kwon et al., ICLR 2024), per-layer damping 0.1 x mean squared gradient entry; "
                   "influence > 0: the contribution lowered the output's loss (helped)",
         "datanets": [{"datanetId": v.datanet_id, "version": v.version} for v in versions],
+        "path": report.path,
+        "memory": {"budgetMiB": max_memory_mb, "inMemoryMiB": report.in_memory_bytes / 2**20,
+                   "adapterParameters": report.parameters, "trainingContributions": len(trained),
+                   "gradientComputations": report.gradient_computations, "cachedGradients": report.cached_gradients},
+        "baselinesNote": None if report.path == "in-memory" else
+        "streaming path (the gradients exceed --max-memory-mb): DataInf in three passes over the contributions; "
+        "exact (the damped Fisher inverted exactly) needs every gradient at once and is null",
         "onChainTotalScore": total, "spansMatchChain": spans_match, "contributions": rows,
     }
     wallet_cli._emit(as_json, document, _influence_lines(document, top))
@@ -271,7 +280,8 @@ def _local_spans(versions, text: str, on_chain: dict) -> tuple[dict, bool]:
     return spans, credits == on_chain
 
 
-def _influence(base_model: Path, adapter: Path, manifest: dict[str, Any], trained, text: str, prompt: str):
+def _influence(base_model: Path, adapter: Path, manifest: dict[str, Any], trained, text: str, prompt: str,
+               max_memory_mb: float):
     from .base import load_base_model
     from .influence import InfluenceError, influence, load_adapter, output_example
 
@@ -280,9 +290,15 @@ def _influence(base_model: Path, adapter: Path, manifest: dict[str, Any], traine
         base = load_base_model(base_model)
         model = load_adapter(base, adapter, manifest)
         block_size = int(manifest["hyperparameters"]["blockSize"])
-        return influence(model, base, trained, [output_example(base, text, prompt, block_size)], block_size)
+        report = influence(model, base, trained, [output_example(base, text, prompt, block_size)], block_size,
+                           max_memory_mb=max_memory_mb)
     except (ModelDirError, InfluenceError) as exc:
         raise WalletError(str(exc)) from None
+    if report.path == "streaming":
+        typer.echo(f"the gradients ({report.in_memory_bytes / 2**20:.1f} MiB) exceed --max-memory-mb {max_memory_mb:g}: "
+                   f"streamed DataInf in three passes ({report.gradient_computations} gradient computations, "
+                   f"{report.cached_gradients} kept from the first pass); no exact baseline", err=True)
+    return report
 
 
 def _influence_lines(document: dict[str, Any], top: int) -> list[str]:
@@ -297,7 +313,9 @@ def _influence_lines(document: dict[str, Any], top: int) -> list[str]:
         rank = str(r["rank"]) if r["rank"] is not None else "-"
         name = f"{r['datanetId']}:{r['contributionId']}" + ("" if r["trained"] else " held")
         influence_text = f"{r['influence']:>11.4g}" if r["influence"] is not None else f"{'(held out)':>11}"
-        dot = f"{r['baselines']['exact']:>10.4g} {r['baselines']['grad_dot']:>10.4g}" if r["baselines"] else f"{'':>21}"
+        exact = r["baselines"]["exact"] if r["baselines"] else None
+        dot = (f"{exact:>10.4g}" if exact is not None else f"{'-':>10}") + \
+            (f" {r['baselines']['grad_dot']:>10.4g}" if r["baselines"] else f"{'':>11}")
         spans = "?" if r["spans"] is None else " ".join(f"[{a},{b})" for a, b in r["spans"][:4]) + \
             (" ..." if r["spans"] and len(r["spans"]) > 4 else "")
         lines.append(f"{rank:>4}  {name:<14} {r['contributor']:<42} {influence_text} {dot}  "
@@ -308,7 +326,10 @@ def _influence_lines(document: dict[str, Any], top: int) -> list[str]:
     lines.append("influence: DataInf, > 0 = the contribution lowered the output's loss (exact: the same damped Fisher "
                  "inverted exactly; grad·dot: no Hessian); on-chain: previewAttribution "
                  "(verbatim spans of >= 8 tokens), credit = share of the contributors' part"
-                 + ("" if document["spansMatchChain"] else "; spans '?': the local recomputation differs from the chain"))
+                 + ("" if document["spansMatchChain"] else "; spans '?': the local recomputation differs from the chain")
+                 + ("" if document["path"] == "in-memory" else
+                    f"; exact '-': streaming path ({document['memory']['inMemoryMiB']:.1f} MiB of gradients > "
+                    f"--max-memory-mb {document['memory']['budgetMiB']:g}), DataInf in three passes"))
     return lines
 
 

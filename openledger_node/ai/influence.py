@@ -38,6 +38,11 @@ tokens. The model is in eval mode (no dropout), in float64; the same inputs give
 scores bit for bit. Cost: one forward and backward pass per contribution, and n x (adapter
 parameters) float64 numbers of memory for the gradients (about 6 MB for 60 contributions of the
 tiny model's q/v adapter; a 7B model's rank-8 q/v adapter would need ~33 MB per contribution).
+Past a memory budget (``influence(..., max_memory_mb=)``, ``model influence --max-memory-mb``),
+``datainf_streaming`` computes the same DataInf score (and grad_dot, cosine) with memory
+independent of n (three adapter-sized vectors, 2 n L scalars, as many first-pass gradients as the
+budget holds): three passes over the contributions, so up to three forward and backward passes
+per contribution; the exact baseline needs every gradient at once and is left out there.
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -141,6 +146,98 @@ def exact(train: Gradients, test: Gradients, scale: float = DAMPING,
         part = (a - gram @ solved) / lam
         total = part if total is None else total + part
     return total
+
+
+@dataclass
+class Streamed:
+    """What ``datainf_streaming`` finds: DataInf's score and the baselines that need no Gram
+    matrix, each (n,), the damping per layer, and how many gradients it computed and cached."""
+    datainf: torch.Tensor
+    grad_dot: torch.Tensor
+    cosine: torch.Tensor
+    lambdas: dict[str, float]
+    computed: int  # calls of ``gradient``
+    cached: int  # gradients kept from pass 1 (not recomputed in passes 2 and 3)
+
+
+def datainf_streaming(gradient: Callable[[int], Mapping[str, torch.Tensor]], n: int, test: Gradients,
+                      scale: float = DAMPING, cache_bytes: int = 0) -> Streamed:
+    """DataInf (the same score as ``datainf``) with memory independent of n: each training gradient
+    is asked for (``gradient(j)``, one layer name -> (d_l,)) when needed and dropped, in three passes
+    in index order:
+
+    1. s_jl = ||g_jl||^2 and a_jl = v_l.g_jl for every j and layer (2 n L scalars), hence
+       lambda_l = scale (n d_l)^-1 sum_j s_jl (``damping``'s definition) and c_jl = a_jl / (lambda_l + s_jl);
+    2. u_l = sum_j c_jl g_jl (one adapter-sized vector);
+    3. score_i = sum_l (n a_il - u_l.g_il) / (n lambda_l)   (= g_i . r with r_l = (n v_l - u_l)/(n lambda_l)).
+
+    lambda_l is only known after every gradient has been seen and c_jl is not linear in it, so u
+    cannot be accumulated in pass 1, and u.g_i needs u complete: three gradient computations per
+    point rather than one, unless the point's gradient fits in ``cache_bytes`` (the first ones, in
+    order, are kept from pass 1). A recomputed gradient must equal the first (the model is
+    deterministic): checked on its norm. grad_dot and cosine come free from pass 1; the exact
+    inverse (``exact``) and ``self_influence`` need the Gram matrix and are not computed."""
+    if n < 1:
+        raise ValueError("no training points")
+    names = sorted(test)
+    if not names:
+        raise ValueError("no layers")
+    v = {name: test[name].to(torch.float64).reshape(-1) for name in names}
+    squares = {name: torch.zeros(n, dtype=torch.float64) for name in names}
+    dots = {name: torch.zeros(n, dtype=torch.float64) for name in names}
+    cache: dict[int, dict[str, torch.Tensor]] = {}
+    computed = used = 0
+
+    def fetch(j: int) -> dict[str, torch.Tensor]:
+        nonlocal computed
+        found = gradient(j)
+        computed += 1
+        if set(found) != set(names):
+            raise ValueError("the training and test gradients cover different layers")
+        row = {}
+        for name in names:
+            g = found[name].to(torch.float64).reshape(-1)
+            if g.shape != v[name].shape:
+                raise ValueError(f"layer {name}: a training gradient of {g.numel()} entries, the test's has {v[name].numel()}")
+            row[name] = g
+        return row
+
+    def again(j: int) -> dict[str, torch.Tensor]:
+        if j in cache:
+            return cache[j]
+        row = fetch(j)
+        for name in names:
+            first, now = float(squares[name][j]), float(row[name] @ row[name])
+            if abs(now - first) > 1e-9 * max(abs(first), 1e-300):
+                raise InfluenceError(f"training point {j}'s gradient changed between passes ({name}: squared norm "
+                                     f"{first!r}, then {now!r}): the model is not deterministic")
+        return row
+
+    for j in range(n):  # pass 1: scalars
+        row = fetch(j)
+        for name in names:
+            squares[name][j] = row[name] @ row[name]
+            dots[name][j] = row[name] @ v[name]
+        size = 8 * sum(g.numel() for g in row.values())
+        if used + size <= cache_bytes:
+            cache[j] = row
+            used += size
+    lambdas = {name: scale * float(squares[name].sum()) / (n * v[name].numel()) for name in names}
+    coefficients = {name: dots[name] / (lambdas[name] + squares[name]) for name in names}
+    u = {name: torch.zeros_like(v[name]) for name in names}
+    for j in range(n):  # pass 2: u_l = sum_j c_jl g_jl
+        row = again(j)
+        for name in names:
+            u[name].add_(row[name], alpha=float(coefficients[name][j]))
+    total = torch.zeros(n, dtype=torch.float64)
+    for i in range(n):  # pass 3: score_i
+        row = again(i)
+        total[i] = sum(float((n * dots[name][i] - u[name] @ row[name]) / (n * lambdas[name])) for name in names)
+    grad_dots = sum(dots[name] for name in names)
+    train_norms = torch.sqrt(sum(squares[name] for name in names))
+    test_norm = math.sqrt(sum(float(v[name] @ v[name]) for name in names))
+    return Streamed(total, grad_dots, grad_dots / (train_norms * test_norm).clamp_min(1e-300), lambdas, computed,
+                    len(cache))
 
 
 def grad_dot(train: Gradients, test: Gradients) -> torch.Tensor:
@@ -323,16 +420,34 @@ def load_adapter(base: BaseModel, adapter: Path, manifest: Optional[dict[str, An
         raise InfluenceError(f"cannot load the adapter in {adapter}: {' '.join(str(exc).split())[:300]}") from None
 
 
+def in_memory_bytes(n: int, parameters: int) -> int:
+    """What the in-memory path holds (float64): n gradients of ``parameters`` entries, and about
+    four n x n matrices per layer at a time (the Gram matrix, and the exact inverse's solve)."""
+    return 8 * (n * parameters + 4 * n * n)
+
+
+def streaming_bytes(parameters: int) -> int:
+    """What the streaming path holds besides its n x layers scalars: the test gradient, u and one
+    training gradient."""
+    return 8 * 3 * parameters
+
+
 @dataclass
 class InfluenceReport:
     """Each method's helpfulness (see the module docstring for the sign) of each training
-    contribution, in the order given, for one test text."""
+    contribution, in the order given, for one test text. On the streaming path ``scores`` has no
+    "exact" (it needs every gradient at once)."""
     contributions: list[Contribution]
     scores: dict[str, list[float]]  # method -> one score per contribution
     test_loss: float  # mean loss on the output's tokens, nats/token
     test_tokens: int
     train_losses: list[float]
     lambdas: dict[str, float] = field(default_factory=dict)
+    path: str = "in-memory"  # or "streaming" (``datainf_streaming``)
+    parameters: int = 0  # the adapter's trainable parameters
+    in_memory_bytes: int = 0  # what the in-memory path needs (``in_memory_bytes``)
+    gradient_computations: int = 0  # training gradients computed (forward + backward each), all passes
+    cached_gradients: int = 0  # streaming: gradients kept from pass 1 within the budget
 
     def ranks(self, method: str = "datainf") -> list[int]:
         """1 = the most helpful; ties broken by order given."""
@@ -345,20 +460,40 @@ class InfluenceReport:
 
 
 def influence(model, base: BaseModel, contributions: Sequence[Contribution], test: Sequence[Example],
-              block_size: int, scale: float = DAMPING) -> InfluenceReport:
+              block_size: int, scale: float = DAMPING, max_memory_mb: Optional[float] = None) -> InfluenceReport:
     """Every method's helpfulness of each contribution for the test examples (their gradients
-    averaged: one output, or a validation set)."""
+    averaged: one output, or a validation set).
+
+    With ``max_memory_mb`` (MiB) the training gradients are all kept only when ``in_memory_bytes``
+    fits in it; otherwise DataInf, grad_dot and cosine are computed by ``datainf_streaming`` (three
+    passes over the contributions, keeping as many pass-1 gradients as the rest of the budget
+    holds) and "exact" is left out. Both paths give the same DataInf scores (to rounding)."""
     if not contributions:
         raise InfluenceError("no training contributions")
     torch.manual_seed(0)  # nothing here is random; this only makes sure of it
     engine = LoraGradients(model, base.tokenizer.pad_token_id)
-    train = engine.stack([contribution_example(base, c, block_size) for c in contributions])
-    train_losses = list(engine.losses)
-    engine.losses.clear()
+    n = len(contributions)
+    parameters = sum(p.numel() for params in engine.layers.values() for p in params)
+    needed = in_memory_bytes(n, parameters)
+    tokens = sum(e.tokens for e in test)
+    if max_memory_mb is None or needed <= max_memory_mb * 2**20:
+        train = engine.stack([contribution_example(base, c, block_size) for c in contributions])
+        train_losses = list(engine.losses)
+        engine.losses.clear()
+        v = engine.mean(list(test))
+        test_loss = sum(engine.losses) / len(engine.losses)
+        lambdas = damping(train, scale)
+        found = {"datainf": datainf(train, v, lambdas=lambdas), "exact": exact(train, v, lambdas=lambdas),
+                 "grad_dot": grad_dot(train, v), "cosine": cosine(train, v)}
+        return InfluenceReport(list(contributions), {k: [float(x) for x in t] for k, t in found.items()}, test_loss,
+                               tokens, train_losses, lambdas, "in-memory", parameters, needed, n, 0)
     v = engine.mean(list(test))
     test_loss = sum(engine.losses) / len(engine.losses)
-    lambdas = damping(train, scale)
-    found = {"datainf": datainf(train, v, lambdas=lambdas), "exact": exact(train, v, lambdas=lambdas),
-             "grad_dot": grad_dot(train, v), "cosine": cosine(train, v)}
+    engine.losses.clear()
+    cache_bytes = max(0, int(max_memory_mb * 2**20) - streaming_bytes(parameters))
+    streamed = datainf_streaming(lambda j: engine.gradient(contribution_example(base, contributions[j], block_size)),
+                                 n, v, scale, cache_bytes)
+    found = {"datainf": streamed.datainf, "grad_dot": streamed.grad_dot, "cosine": streamed.cosine}
     return InfluenceReport(list(contributions), {k: [float(x) for x in t] for k, t in found.items()}, test_loss,
-                           sum(e.tokens for e in test), train_losses, lambdas)
+                           tokens, engine.losses[:n], streamed.lambdas, "streaming", parameters, needed,
+                           streamed.computed, streamed.cached)
