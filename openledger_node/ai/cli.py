@@ -209,18 +209,18 @@ def influence(
     if missing:
         raise WalletError(f"contribution {missing[0][1]} of Datanet {missing[0][0]}, which the adapter was trained "
                           f"on, is not in the Datanet versions {rpc} holds")
-    contributors = {key: client("ol_getContribution", hex(key[0]), hex(key[1]))["contributor"] for key in everything}
     trained = [everything[key] for key in trained_keys]
+    position = {key: at for at, key in enumerate(trained_keys)}
 
     report = _influence(base_model, adapter, manifest, trained, text, prompt, max_memory_mb)
     ranks = report.ranks("datainf")
     total = sum(on_chain.values())
     rows = []
     for key in sorted(everything):
-        at = trained_keys.index(key) if key in trained_keys else None
+        at = position.get(key)
         score = on_chain.get(key, 0)
         rows.append({
-            "datanetId": key[0], "contributionId": key[1], "contributor": contributors[key], "trained": at is not None,
+            "datanetId": key[0], "contributionId": key[1], "contributor": everything[key].contributor, "trained": at is not None,
             "influence": report.scores["datainf"][at] if at is not None else None,
             "rank": ranks[at] if at is not None else None,
             "baselines": ({m: report.scores[m][at] if m in report.scores else None for m in ("exact", "grad_dot", "cosine")}

@@ -21,6 +21,7 @@ class Contribution:
     datanet_id: int
     contribution_id: int
     text: str
+    contributor: str | None = None  # 0x address, as the node reported it
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def fetch_version(rpc: Rpc, datanet_id: int, version: int) -> VersionData:
         if "0x" + keccak(data).hex() != found["dataHash"].lower():
             raise DatasetError(f"contribution {contribution_id} of Datanet {datanet_id}: the text {rpc.url} sent "
                                f"does not match its data hash {found['dataHash']}")
-        contributions.append(Contribution(datanet_id, contribution_id, found["data"]))
+        contributions.append(Contribution(datanet_id, contribution_id, found["data"], found.get("contributor")))
     return VersionData(datanet_id, version, record["root"], int(record["tokens"], 16), tuple(contributions))
 
 
