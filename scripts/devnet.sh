@@ -16,6 +16,10 @@ L1_PORT=${L1_PORT:-8546}
 L1_HOST=${L1_HOST:-127.0.0.1}  # where anvil listens (docker: 0.0.0.0); the node reaches it on loopback
 BLOCK_TIME=${BLOCK_TIME:-2}
 BATCH_MAX_AGE=${BATCH_MAX_AGE:-10}
+# The L1 mines a block every L1_BLOCK_TIME seconds (as a real L1 does, so that its safe and
+# finalized blocks move: anvil puts them 1 and 2 epochs of L1_EPOCH blocks behind its head).
+L1_BLOCK_TIME=${L1_BLOCK_TIME:-2}
+L1_EPOCH=${L1_EPOCH:-4}
 # The L1 batcher: anvil's dev account 9 (INSECURE, a published key), so that dev accounts
 # 0-8 stay free for L1 experiments.
 export OPENLEDGER_BATCHER_KEY=${OPENLEDGER_BATCHER_KEY:-0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6}
@@ -43,7 +47,8 @@ stop_all() {
 trap stop_all INT TERM EXIT
 
 # anvil writes its state on exit and loads it on the next start: batches survive restarts.
-ANVIL_ARGS=(--host "$L1_HOST" --port "$L1_PORT" --dump-state "$DATADIR/l1-state.json" --silent)
+ANVIL_ARGS=(--host "$L1_HOST" --port "$L1_PORT" --block-time "$L1_BLOCK_TIME" --slots-in-an-epoch "$L1_EPOCH"
+            --dump-state "$DATADIR/l1-state.json" --silent)
 if [ -f "$DATADIR/l1-state.json" ]; then ANVIL_ARGS+=(--load-state "$DATADIR/l1-state.json"); fi
 node_modules/.bin/anvil "${ANVIL_ARGS[@]}" &
 PIDS+=($!)
@@ -76,7 +81,7 @@ fi
 cat <<INFO
 OpenLedger devnet
   RPC:       http://127.0.0.1:$PORT   (chain id 1612)
-  L1:        $L1_URL   (anvil, chain id 31337)
+  L1:        $L1_URL   (anvil, chain id 31337, a block every ${L1_BLOCK_TIME}s, finalized $((2 * L1_EPOCH)) blocks behind)
   Inbox:     $INBOX   (batches every ${BATCH_MAX_AGE}s or 100 kB; ol_syncStatus shows progress)
   Dev keys:  see README.md ("Dev accounts"), mnemonic "test test ... junk"
   Audit:     openledger-node replay --l1-rpc $L1_URL --inbox $INBOX --genesis genesis/devnet.json --datadir /tmp/audit
