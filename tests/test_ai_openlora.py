@@ -29,7 +29,7 @@ from conftest import running_node  # noqa: E402
 from node_process import node_command  # noqa: E402
 from openledger_node.ai.base import load_base_model  # noqa: E402
 from openledger_node.ai.lora import (  # noqa: E402
-    AdapterCache, AdapterError, GenerationRow, MultiLoraModel, read_adapter,
+    AdapterCache, AdapterError, GenerationRow, MultiLoraModel, find_stop, read_adapter,
 )
 from openledger_node.ai.serve import Attributor, build_server  # noqa: E402
 from openledger_node.devkeys import DEV_ACCOUNTS  # noqa: E402
@@ -96,6 +96,52 @@ def test_generating_a_mixed_batch_equals_generating_each_request_alone(tiny_mode
     together = multi.generate(rows)
     assert together == [multi.generate([row])[0] for row in rows]
     assert together[0] != together[3] and all(reason in ("stop", "length") for _, reason in together)
+
+
+def test_a_row_that_meets_its_stop_sequence_ends_there_and_leaves_the_batch(tiny_model, adapters):
+    multi = engine(tiny_model)
+    loaded = [read_adapter(adapters[name]) for name in "abc"]
+    for adapter in loaded:
+        multi.prepare(adapter)
+    encode = lambda text: multi.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    (free, _), = multi.generate([GenerationRow(encode("The farmer"), loaded[1], 12)])
+    boundary = len(multi.tokenizer.decode(free[:3]))
+    stop = multi.tokenizer.decode(free)[boundary - 1: boundary + 3]  # across the 3rd and 4th tokens
+    assert len(stop) == 4, multi.tokenizer.decode(free)
+    rows = [GenerationRow(encode("A"), loaded[0], 12, ignore_eos=True),
+            GenerationRow(encode("The farmer"), loaded[1], 12, stop=("never there", stop)),
+            GenerationRow(encode("The farmer"), loaded[2], 6, temperature=1.0, seed=7, top_p=0.5),
+            GenerationRow(encode("Mix 3 cups of flour with the"), None, 2)]
+    sizes: list[int] = []
+    hook = multi.model.register_forward_pre_hook(
+        lambda module, args, kwargs: sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        together = multi.generate(rows)
+    finally:
+        hook.remove()
+    assert together == [multi.generate([row])[0] for row in rows]
+    stopped, reason = together[1]
+    assert reason == "stop" and stopped == free[:len(stopped)] and len(stopped) < len(free)
+    assert find_stop(multi.tokenizer.decode(stopped), rows[1].stop) >= 0
+    assert find_stop(multi.tokenizer.decode(stopped[:-1]), rows[1].stop) < 0  # it stopped as soon as it could
+    # finished rows leave the batch: 4 rows, 3 once the 2-token row is done, the last steps for row 0 alone
+    assert len(sizes) == 12 and sizes[0] == 4 and sizes[2] <= 3 and sizes[-1] == 1
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_top_p_keeps_the_most_likely_tokens_and_sampling_stays_seeded(tiny_model, adapters):
+    multi = engine(tiny_model)
+    adapter = read_adapter(adapters["a"])
+    multi.prepare(adapter)
+    prompt = multi.tokenizer("A", add_special_tokens=False)["input_ids"]
+    row = lambda **options: GenerationRow(prompt, adapter, 10, **options)  # noqa: E731
+    greedy = multi.generate([row()])[0]
+    sampled = multi.generate([row(temperature=1.0, seed=3)])[0]
+    assert multi.generate([row(temperature=1.0, seed=3, top_p=1.0)])[0] == sampled
+    assert multi.generate([row(temperature=1.0, seed=3, top_p=1e-6)])[0] == greedy  # only the top token is left
+    assert multi.generate([row(temperature=0.0, top_p=0.3)])[0] == greedy  # temperature 0: greedy
+    nucleus = multi.generate([row(temperature=1.0, seed=3, top_p=0.4)])[0]
+    assert multi.generate([row(temperature=1.0, seed=3, top_p=0.4)])[0] == nucleus
 
 
 def test_the_adapter_cache_evicts_the_least_recently_used():
@@ -184,6 +230,61 @@ def test_streaming_sends_the_same_text_in_server_sent_events_then_the_attributio
     assert last["openledger"]["inferenceId"] == plain["openledger"]["inferenceId"] + 1
 
 
+def stream(client, **body) -> list[dict]:
+    """The events of a streamed completion, [DONE] checked and left out."""
+    with client.stream("POST", "/v1/completions", json={"prompt": "Log: the Osprey left", "max_tokens": 8,
+                                                         "temperature": 0, **body, "stream": True}) as response:
+        assert response.status_code == 200, response.read()
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(event) for event in events[:-1]]
+
+
+def test_a_stop_sequence_ends_the_text_before_it_and_only_that_text_is_paid_for(stack):
+    node, client, ids = stack
+    farmer = {"model": ids["a"], "prompt": "The farmer", "max_tokens": 12}
+    free = complete(client, **farmer).json()
+    full = free["choices"][0]["text"]
+    words = full.split(" ")
+    assert len(words) > 4, full
+    stop = words[3][-1:] + " " + words[4][:2]  # across two tokens: the streamed tail must wait
+    expected = full[:full.find(stop)]
+    answer = complete(client, **farmer, stop=["never there", stop]).json()
+    choice = answer["choices"][0]
+    assert choice["text"] == expected and choice["finish_reason"] == "stop", (full, stop, answer)
+    usage = answer["usage"]
+    assert 0 < usage["completion_tokens"] < free["usage"]["completion_tokens"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["prompt_tokens"] == free["usage"]["prompt_tokens"]
+    inference = node.rpc("ol_getInference", hex(answer["openledger"]["inferenceId"]))
+    assert inference["output"] == expected  # the attribution pays for exactly the returned text
+    assert complete(client, **farmer, stop=stop).json()["choices"][0]["text"] == expected  # a string works too
+
+    chunks = stream(client, **farmer, stop=[stop], stream_options={"include_usage": True})
+    *texts, last, usage_event = chunks
+    streamed = [chunk["choices"][0]["text"] for chunk in [*texts, last]]
+    assert "".join(streamed) == expected and len(texts) >= 2
+    assert not any(stop in text for text in streamed)
+    assert last["choices"][0]["finish_reason"] == "stop" and last["usage"] is None
+    assert node.rpc("ol_getInference", hex(last["openledger"]["inferenceId"]))["output"] == expected
+    assert usage_event["choices"] == [] and usage_event["usage"] == usage  # stream_options.include_usage
+
+    short = complete(client, **{**farmer, "max_tokens": 3}).json()
+    assert short["choices"][0]["finish_reason"] == "length" and short["usage"]["completion_tokens"] == 3
+    assert "usage" not in stream(client, **{**farmer, "max_tokens": 3})[-1]  # no usage event unless asked for
+
+
+def test_top_p_with_a_seed_is_reproducible_and_top_p_1_is_plain_sampling(stack):
+    node, client, ids = stack
+    sampled = {"model": ids["a"], "prompt": "The farmer", "max_tokens": 10, "temperature": 1.0, "seed": 7}
+    bodies = [{}, {"top_p": 1}, {"top_p": 0.5}, {"top_p": 0.5}, {"top_p": 1e-6}, {"temperature": 0}]
+    with ThreadPoolExecutor(len(bodies)) as pool:  # one batch or several: the same text for a seed either way
+        answers = list(pool.map(lambda body: complete(client, **{**sampled, **body}), bodies))
+    assert all(answer.status_code == 200 for answer in answers), [answer.text for answer in answers]
+    plain, whole, nucleus, again, tiny, greedy = (answer.json()["choices"][0]["text"] for answer in answers)
+    assert whole == plain and again == nucleus and tiny == greedy, (plain, whole, nucleus, again, tiny, greedy)
+
+
 def test_concurrent_requests_for_different_models_share_batches_and_the_cache_stays_bounded(stack):
     node, client, ids = stack
     models = [ids["a"], ids["b"], ids["c"], ids["a"], ids["b"], ids["c"]]
@@ -217,6 +318,16 @@ def test_unknown_models_and_adapters_not_on_disk_are_errors_in_the_openai_shape(
         response = complete(client, **body)
         assert response.status_code == status, (body, response.text)
         assert response.json()["error"]["message"]
+    for name, value in (("stop", 5), ("stop", ["a", 1]), ("stop", ["a", "b", "c", "d", "e"]), ("stop", ""),
+                        ("stop", []), ("stop", ["a", ""]), ("top_p", 0), ("top_p", 1.5), ("top_p", -0.1),
+                        ("top_p", "0.5"), ("top_p", True), ("stream_options", {"include_usage": True}),
+                        ("stream_options", [1])):
+        response = complete(client, model=ids["a"], **{name: value})
+        assert response.status_code == 400, (name, value, response.text)
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["message"].startswith(name), (name, value, error)
+    response = complete(client, model=ids["a"], stream=True, stream_options={"include_usage": "yes"})
+    assert response.status_code == 400 and "stream_options" in response.json()["error"]["message"]
 
 
 def test_serve_models_needs_an_operator_key_unless_told_not_to_attribute(tiny_model, adapters, tmp_path):

@@ -129,6 +129,12 @@ class BatchAdapters:
                     b_stack[row, :, : b.shape[1]] = b
             self._stacks[name] = (a_stack, b_stack)
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (indices into the current batch), for a batch that lost rows. A single
+        (1, r, ·) pair broadcasts and stays as it is."""
+        self._stacks = {name: (a, b) if a.shape[0] == 1 else (a.index_select(0, rows), b.index_select(0, rows))
+                        for name, (a, b) in self._stacks.items()}
+
     def clear(self) -> None:
         self._stacks = {}
 
@@ -207,6 +213,14 @@ class GenerationRow:
     temperature: float = 0.0
     seed: Optional[int] = None
     ignore_eos: bool = False  # generate max_new_tokens whatever comes (benchmarks: the same work per row)
+    top_p: float = 1.0  # nucleus sampling (with temperature > 0): the smallest set of tokens holding top_p
+    stop: tuple[str, ...] = ()  # the row ends once its decoded text contains one of these
+
+
+def find_stop(text: str, stops: Sequence[str]) -> int:
+    """Where the first of ``stops`` begins in ``text`` (the earliest start wins), or -1."""
+    found = [index for index in (text.find(stop) for stop in stops if stop) if index >= 0]
+    return min(found) if found else -1
 
 
 class MultiLoraModel:
@@ -249,8 +263,12 @@ class MultiLoraModel:
     def generate(self, rows: Sequence[GenerationRow], on_token: Optional[Callable[[int, int], None]] = None,
                  ) -> list[tuple[list[int], str]]:
         """Generate for every row at once (left-padded prompts, one KV cache): greedy at
-        temperature 0, else sampling with the row's seed. ``on_token(row, token_id)`` is called as
-        tokens come. Returns each row's new tokens and why it stopped ("stop": EOS, "length")."""
+        temperature 0, else sampling (nucleus when top_p < 1) with the row's seed. ``on_token(row,
+        token_id)`` is called as tokens come. Returns each row's new tokens and why it stopped:
+        "stop" (EOS, or its decoded text contains one of its ``stop`` strings: the tokens then
+        include the one that completed it, and the caller cuts the text with ``find_stop``) or
+        "length". A row that has finished leaves the batch (its rows of the KV cache, mask and
+        adapter stacks are dropped), so it costs the others nothing in the steps that follow."""
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         width = max(len(row.prompt) for row in rows)
@@ -263,6 +281,7 @@ class MultiLoraModel:
         produced: list[list[int]] = [[] for _ in rows]
         finish: list[Optional[str]] = [None] * len(rows)
         steps = max(row.max_new_tokens for row in rows)
+        active = list(range(len(rows)))  # the rows still in the batch, by their index in ``rows``
         with self._lock:
             self.batch.set([row.adapter for row in rows])
             try:
@@ -275,11 +294,12 @@ class MultiLoraModel:
                     past = out.past_key_values
                     logits = out.logits[:, -1].float()
                     chosen = []
-                    for i, row in enumerate(rows):
-                        if finish[i] is not None:
+                    for j, i in enumerate(active):
+                        row = rows[i]
+                        if finish[i] is not None:  # only where the cache could not drop finished rows
                             chosen.append(pad)
                             continue
-                        token = _pick(logits[i], row.temperature, generators[i])
+                        token = _pick(logits[j], row.temperature, generators[i], row.top_p)
                         chosen.append(token)
                         if token == eos and not row.ignore_eos:
                             finish[i] = "stop"
@@ -287,12 +307,21 @@ class MultiLoraModel:
                         produced[i].append(token)
                         if on_token is not None:
                             on_token(i, token)
-                        if len(produced[i]) >= row.max_new_tokens:
+                        if row.stop and find_stop(self.tokenizer.decode(produced[i]), row.stop) >= 0:
+                            finish[i] = "stop"
+                        elif len(produced[i]) >= row.max_new_tokens:
                             finish[i] = "length"
-                    if all(f is not None for f in finish):
+                    running = [j for j, i in enumerate(active) if finish[i] is None]
+                    if not running:
                         break
                     current = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
-                    mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+                    mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+                    if len(running) < len(active) and _droppable(past):
+                        keep = torch.tensor(running, dtype=torch.long)
+                        past.batch_select_indices(keep)
+                        self.batch.select(keep)
+                        current, mask = current[keep], mask[keep]
+                        active = [active[j] for j in running]
             finally:
                 self.batch.clear()
         return [(tokens, reason or "length") for tokens, reason in zip(produced, finish)]
@@ -308,10 +337,23 @@ class MultiLoraModel:
                 self.batch.clear()
 
 
-def _pick(logits: torch.Tensor, temperature: float, generator: Optional[torch.Generator]) -> int:
+def _droppable(past: Any) -> bool:
+    """Whether rows can be dropped from this KV cache (transformers' DynamicCache: every layer
+    keeps its own tensors and can select batch rows)."""
+    layers = getattr(past, "layers", None)
+    return (callable(getattr(past, "batch_select_indices", None)) and layers is not None
+            and all(callable(getattr(layer, "batch_select_indices", None)) for layer in layers))
+
+
+def _pick(logits: torch.Tensor, temperature: float, generator: Optional[torch.Generator], top_p: float = 1.0) -> int:
     if temperature <= 0:
         return int(torch.argmax(logits))
     probabilities = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1:
+        # the smallest set of most likely tokens whose probabilities add up to top_p (at least one)
+        ordered, order = torch.sort(probabilities, descending=True, stable=True)
+        ordered = torch.where(ordered.cumsum(-1) - ordered >= top_p, torch.zeros_like(ordered), ordered)
+        probabilities = torch.zeros_like(probabilities).scatter(-1, order, ordered)
     return int(torch.multinomial(probabilities, 1, generator=generator))
 
 

@@ -38,9 +38,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from .. import wallet_cli
 from ..wallet_cli import Rpc, WalletError
 from .factory import ADAPTER_FILE, file_keccak
-from .lora import AdapterCache, AdapterError, GenerationRow, LoraAdapter, MultiLoraModel, read_adapter
+from .lora import AdapterCache, AdapterError, GenerationRow, LoraAdapter, MultiLoraModel, find_stop, read_adapter
 
 MAX_TOKENS_DEFAULT = 16
+MAX_STOP_SEQUENCES = 4  # as OpenAI
 
 
 class RequestError(Exception):
@@ -156,6 +157,8 @@ class Job:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     ignore_eos: bool = False
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
 
     def emit(self, *event: Any) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -254,8 +257,8 @@ class Engine:
                 job.emit("error", 500, f"model {job.model_id}: cannot load its adapter: {exc}")
         if not ready:
             return
-        rows = [GenerationRow(job.prompt, adapter, job.max_tokens, job.temperature, job.seed, job.ignore_eos)
-                for job, adapter in ready]
+        rows = [GenerationRow(job.prompt, adapter, job.max_tokens, job.temperature, job.seed, job.ignore_eos,
+                              job.top_p, job.stop) for job, adapter in ready]
         started = time.perf_counter()
         try:
             results = self.model.generate(rows, on_token=lambda row, token: ready[row][0].emit("token", token))
@@ -286,6 +289,9 @@ class CompletionRequest:
     temperature: float
     seed: Optional[int]
     stream: bool
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    include_usage: bool = False  # stream_options.include_usage: a last event with the usage
 
     @staticmethod
     def parse(body: Any) -> "CompletionRequest":
@@ -316,7 +322,29 @@ class CompletionRequest:
         seed = body.get("seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
             raise RequestError(400, "seed must be a non-negative integer")
-        return CompletionRequest(model_id, prompt, max_tokens, float(temperature), seed, bool(body.get("stream", False)))
+        top_p = body.get("top_p")
+        if top_p is None:
+            top_p = 1.0
+        elif not isinstance(top_p, (int, float)) or isinstance(top_p, bool) or not 0 < top_p <= 1:
+            raise RequestError(400, f"top_p must be a number greater than 0 and at most 1, got {top_p!r}")
+        stop = body.get("stop")
+        if isinstance(stop, str):
+            stop = [stop]
+        if stop is None:
+            stop = []
+        elif (not isinstance(stop, list) or not 1 <= len(stop) <= MAX_STOP_SEQUENCES
+              or not all(isinstance(item, str) and item for item in stop)):
+            raise RequestError(400, f"stop must be a non-empty string or a list of 1 to {MAX_STOP_SEQUENCES} "
+                                    f"non-empty strings, got {stop!r}")
+        stream = bool(body.get("stream", False))
+        options = body.get("stream_options")
+        if options is not None:
+            if not stream:
+                raise RequestError(400, "stream_options is only allowed with stream: true")
+            if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+                raise RequestError(400, "stream_options must be an object like {\"include_usage\": true}")
+        return CompletionRequest(model_id, prompt, max_tokens, float(temperature), seed, stream, float(top_p),
+                                 tuple(stop), bool((options or {}).get("include_usage", False)))
 
 
 class OpenLoRAServer:
@@ -361,7 +389,7 @@ class OpenLoRAServer:
                 return StreamingResponse(self._stream(parsed, job), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache"})
             tokens, reason = await self._finish(job)
-            text = self.tokenizer.decode(tokens)
+            text = self._text(tokens, parsed.stop)
             document = self._completion(parsed, text, reason, len(job.prompt), len(tokens))
             document["openledger"] = await self._attribute(parsed.model_id, text)
             self.metrics.requests.labels("ok").inc()
@@ -396,7 +424,7 @@ class OpenLoRAServer:
             raise RequestError(400, f"prompt ({len(prompt)} tokens) plus max_tokens ({parsed.max_tokens}) exceeds "
                                     f"the model's context of {self.context} tokens", "context_length_exceeded")
         job = Job(parsed.model_id, model["adapterHash"], prompt, parsed.max_tokens, parsed.temperature, parsed.seed,
-                  asyncio.get_running_loop())
+                  asyncio.get_running_loop(), top_p=parsed.top_p, stop=parsed.stop)
         self.engine.submit(job)
         return job
 
@@ -409,34 +437,52 @@ class OpenLoRAServer:
                 self.metrics.requests.labels("failed").inc()
                 raise RequestError(event[1], event[2], kind="server_error")
 
+    def _text(self, tokens: list[int], stops: tuple[str, ...]) -> str:
+        """The answer's text: the decoded tokens up to the first stop sequence (excluded). What the
+        caller gets is what ``attribute`` pays for."""
+        text = self.tokenizer.decode(tokens)
+        cut = find_stop(text, stops)
+        return text if cut < 0 else text[:cut]
+
     async def _stream(self, parsed: CompletionRequest, job: Job) -> AsyncIterator[str]:
         ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         tokens: list[int] = []
         sent = ""
+        extra = {"usage": None} if parsed.include_usage else {}  # as OpenAI: null in every event but the usage one
 
-        def chunk(text: str, reason: Optional[str], **extra: Any) -> str:
+        def event(choices: list[dict[str, Any]], **fields: Any) -> str:
             document = {"id": ident, "object": "text_completion", "created": created, "model": str(parsed.model_id),
-                        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}], **extra}
+                        "choices": choices, **extra, **fields}
             return f"data: {json.dumps(document)}\n\n"
 
+        def chunk(text: str, reason: Optional[str], **fields: Any) -> str:
+            return event([{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}], **fields)
+
         while True:
-            event = await job.events.get()
-            if event[0] == "token":
-                tokens.append(event[1])
+            message = await job.events.get()
+            if message[0] == "token":
+                tokens.append(message[1])
                 text = self.tokenizer.decode(tokens)
-                if not text.endswith("\ufffd"):  # half of a UTF-8 character: wait for the rest
-                    yield chunk(text[len(sent):], None)
-                    sent = text
-            elif event[0] == "error":
+                if text.endswith("\ufffd"):  # half of a UTF-8 character: wait for the rest
+                    continue
+                # never send what may turn out to be (part of) a stop sequence: up to the first one
+                # when there is one (the engine ends the row there), else all but the longest tail
+                # that begins one
+                cut = find_stop(text, parsed.stop)
+                safe = cut if cut >= 0 else len(text) - _stop_prefix(text, parsed.stop)
+                if safe > len(sent):
+                    yield chunk(text[len(sent):safe], None)
+                    sent = text[:safe]
+            elif message[0] == "error":
                 self.metrics.requests.labels("failed").inc()
-                yield f"data: {json.dumps({'error': {'message': event[2], 'type': 'server_error'}})}\n\n"
+                yield f"data: {json.dumps({'error': {'message': message[2], 'type': 'server_error'}})}\n\n"
                 return
             else:
-                tokens = event[1]
-                text = self.tokenizer.decode(tokens)
-                usage = _usage(len(job.prompt), len(tokens))
-                yield chunk(text[len(sent):], event[2], usage=usage,
-                            openledger=await self._attribute(parsed.model_id, text))
+                tokens = message[1]
+                text = self._text(tokens, parsed.stop)
+                yield chunk(text[len(sent):], message[2], openledger=await self._attribute(parsed.model_id, text))
+                if parsed.include_usage:
+                    yield event([], usage=_usage(len(job.prompt), len(tokens)))
                 self.metrics.requests.labels("ok").inc()
                 yield "data: [DONE]\n\n"
                 return
@@ -461,6 +507,17 @@ class OpenLoRAServer:
                 "model": str(parsed.model_id),
                 "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}],
                 "usage": _usage(prompt_tokens, completion_tokens)}
+
+
+def _stop_prefix(text: str, stops: tuple[str, ...]) -> int:
+    """The length of the longest end of ``text`` that is the beginning of a stop sequence (0: none)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
