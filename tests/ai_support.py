@@ -22,6 +22,15 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "make_tiny_model.py"
 
 
+def assert_one_error_line(result, *expected: str) -> None:
+    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    for text in expected:
+        assert text in lines[-1], (text, lines[-1])
+    assert "Traceback" not in result.stderr
+
+
 def tiny_model_dir() -> Path:
     """The tiny base model's directory, built by the script on first use (about 15 s)."""
     import peft

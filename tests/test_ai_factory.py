@@ -14,7 +14,7 @@ pytest.importorskip("peft")
 from eth_hash.auto import keccak  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from ai_support import publish_datanet, ships_log, tiny_model_dir  # noqa: E402
+from ai_support import assert_one_error_line, publish_datanet, ships_log, tiny_model_dir  # noqa: E402
 from conftest import running_node  # noqa: E402
 from openledger_node.ai.base import load_base_model  # noqa: E402
 from openledger_node.ai.datanet import Contribution, DatasetError, split  # noqa: E402
@@ -46,15 +46,6 @@ def cli(*args, key: str | None = None):
 def train(node, datanet: str, base: Path, out: Path, *extra, key: str | None = None):
     return cli("model", "train", "--rpc", node.url, "--datanet", datanet, "--base-model", base, "--out", out,
                "--epochs", "4", "--batch-size", "4", "--block-size", "64", "--eval-fraction", "0.25", *extra, key=key)
-
-
-def assert_one_error_line(result, *expected: str) -> None:
-    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: "), result.stderr
-    for text in expected:
-        assert text in lines[-1], (text, lines[-1])
-    assert "Traceback" not in result.stderr
 
 
 def test_the_split_holds_out_whole_contributions_chosen_by_the_seed_not_by_order():

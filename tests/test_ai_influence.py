@@ -16,7 +16,7 @@ pytest.importorskip("peft")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from ai_support import publish_datanet, ships_log, tiny_model_dir  # noqa: E402
+from ai_support import assert_one_error_line, publish_datanet, ships_log, tiny_model_dir  # noqa: E402
 from conftest import running_node  # noqa: E402
 from openledger_node.ai import influence as inf  # noqa: E402
 from openledger_node.ai.base import load_base_model  # noqa: E402
@@ -196,15 +196,6 @@ def test_streaming_and_in_memory_agree_on_a_real_adapter(tiny_model):
 
 def cli(*args, key: str | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], env={"OPENLEDGER_PRIVATE_KEY": key or ""})
-
-
-def assert_one_error_line(result, *expected: str) -> None:
-    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: "), result.stderr
-    for text in expected:
-        assert text in lines[-1], (text, lines[-1])
-    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
