@@ -4,8 +4,10 @@ HTTP server answers OpenAI-style completions (plain and streamed) for registered
 each one paid for and attributed on-chain."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 import shutil
 import socket
 import subprocess
@@ -28,10 +30,11 @@ from ai_support import (  # noqa: E402
 from conftest import running_node  # noqa: E402
 from node_process import node_command  # noqa: E402
 from openledger_node.ai.base import load_base_model  # noqa: E402
+from openledger_node.ai import lora  # noqa: E402
 from openledger_node.ai.lora import (  # noqa: E402
-    AdapterCache, AdapterError, GenerationRow, MultiLoraModel, find_stop, read_adapter,
+    AdapterCache, AdapterError, GenerationRow, MultiLoraModel, RunningBatch, find_stop, read_adapter,
 )
-from openledger_node.ai.serve import Attributor, build_server  # noqa: E402
+from openledger_node.ai.serve import AdapterDirectory, Attributor, Engine, Job, Metrics, build_server  # noqa: E402
 from openledger_node.devkeys import DEV_ACCOUNTS  # noqa: E402
 
 OPERATOR_ADDRESS, OPERATOR_KEY = DEV_ACCOUNTS[5]
@@ -144,6 +147,124 @@ def test_top_p_keeps_the_most_likely_tokens_and_sampling_stays_seeded(tiny_model
     assert multi.generate([row(temperature=1.0, seed=3, top_p=0.4)])[0] == nucleus
 
 
+def test_rows_that_join_a_running_batch_get_what_they_get_alone(tiny_model, adapters):
+    multi = engine(tiny_model)
+    loaded = [read_adapter(adapters[name]) for name in "abc"]
+    for adapter in loaded:
+        multi.prepare(adapter)
+    encode = lambda text: multi.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    long = GenerationRow(encode("A"), loaded[0], 30, ignore_eos=True)
+    joiners = [GenerationRow(encode("Mix 3 cups of flour with the farmer and the"), loaded[1], 6),  # wider
+               GenerationRow(encode("The farmer"), None, 8, temperature=1.0, seed=3, top_p=0.8),
+               GenerationRow(encode("Log"), loaded[2], 5, temperature=0.7, seed=9)]
+    late = [GenerationRow(encode("Log: the Osprey left the harbour at dawn with"), loaded[1], 7),
+            GenerationRow(encode("The farmer"), loaded[1], 12, stop=(" the",))]
+    done: list[tuple[int, list[int], str]] = []
+    streamed: dict[int, list[int]] = {}
+    batch = RunningBatch(multi, on_token=lambda key, token: streamed.setdefault(key, []).append(token),
+                         on_done=lambda key, tokens, reason: done.append((key, list(tokens), reason)))
+    sizes: list[int] = []
+    hook = multi.model.register_forward_pre_hook(
+        lambda module, args, kwargs: sizes.append((kwargs["input_ids"].shape[0], kwargs["past_key_values"] is None)),
+        with_kwargs=True)
+    try:
+        batch.add([(0, long)])
+        for _ in range(3):
+            batch.step()
+        assert batch.can_join and len(batch) == 1
+        batch.add(list(zip((1, 2, 3), joiners)))
+        for _ in range(4):
+            batch.step()
+        batch.add(list(zip((4, 5), late)))
+        while batch.active:
+            batch.step()
+    finally:
+        hook.remove()
+    alone = [multi.generate([row])[0] for row in [long, *joiners, *late]]
+    results = {key: (tokens, reason) for key, tokens, reason in done}
+    assert [results[key] for key in range(6)] == alone
+    assert all(streamed.get(key, []) == tokens for key, (tokens, _) in results.items())
+    assert [key for key, *_ in done][-1] == 0  # the long row, there first, is the last to finish
+    # one decode step for all: after each join the next step runs the long row with the new ones
+    decode = [rows for rows, prefill in sizes if not prefill]
+    assert [rows for rows, prefill in sizes if prefill] == [1, 3, 2]
+    assert decode[:3] == [1, 1, 1] and decode[3] > 1 and max(decode) > 2 and decode[-1] == 1
+    assert len(decode) == 29  # the long row's 30 tokens: one from its prefill, 29 steps
+
+
+def run_engine(multi, root: Path, script, on_step, cache_size: int = 1, **options):
+    """Run an Engine until every job of ``script(loop)`` is answered; (jobs, the order they were answered in)."""
+    async def main():
+        jobs = script(asyncio.get_running_loop())
+        answered: list[Job] = []
+
+        async def finish(job):
+            while True:
+                event = await job.events.get()
+                if event[0] in ("done", "error"):
+                    answered.append(job)
+                    job.result = event[1:]
+                    return
+
+        worker = Engine(multi, AdapterDirectory(root), cache_size, 4, 0.0, Metrics(), on_step=on_step, **options)
+        worker.start()
+        try:
+            worker.submit(jobs[0])
+            await asyncio.wait_for(asyncio.gather(*(finish(job) for job in jobs)), 120)
+        finally:
+            await asyncio.to_thread(worker.stop)
+        return jobs, answered, worker
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("mergeable", [True, False])
+def test_the_engine_lets_requests_join_while_a_long_one_runs_and_answers_each_when_done(tiny_model, adapters,
+                                                                                     monkeypatch, mergeable):
+    if not mergeable:  # a model whose KV cache cannot be merged: new requests wait for the batch to end
+        monkeypatch.setattr(lora, "_mergeable", lambda past: False)
+    multi = engine(tiny_model)
+    hashes = {name: read_adapter(path).hash for name, path in adapters.items()}
+    encode = lambda text: multi.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+
+    def script(loop):
+        job = lambda name, prompt, tokens, **options: Job(0, hashes[name], encode(prompt), tokens,  # noqa: E731
+                                                          options.pop("temperature", 0.0), options.pop("seed", None),
+                                                          loop, **options)
+        return [job("a", "A", 40, ignore_eos=True),
+                job("a", "The farmer", 5, temperature=1.0, seed=11, top_p=0.9),  # joins: same adapter
+                job("a", "Log: the Osprey left", 6),
+                job("b", "Mix 3 cups of flour with", 6)]  # another adapter: the cache of 1 is pinned by a
+
+    trace: list[list[int]] = []
+    jobs_box: list[Job] = []
+
+    def on_step(worker):
+        trace.append(sorted(jobs_box.index(job) for job in worker.batch.keys()))
+        if worker.batch.steps == 3:
+            for job in jobs_box[1:]:
+                worker.submit(job)
+
+    def scripted(loop):
+        jobs_box.extend(script(loop))
+        return jobs_box
+
+    jobs, answered, worker = run_engine(multi, adapters["a"].parent, scripted, on_step)
+    order = [jobs.index(job) for job in answered]
+    alone = [multi.generate([GenerationRow(job.prompt, read_adapter(adapters["a" if job.adapter_hash == hashes["a"]
+                                                                             else "b"]),
+                                           job.max_tokens, job.temperature, job.seed, job.ignore_eos, job.top_p)])[0]
+             for job in jobs]
+    assert [tuple(job.result) for job in jobs] == [tuple(result) for result in alone]
+    assert worker.cache.evictions == 1 and len(worker.cache) == 1 and not worker.cache.pinned(hashes["b"])
+    if mergeable:
+        # the two short requests for adapter a joined at step 4 and were answered while the long one ran;
+        # the one for b waited for a's rows to end (a running row's adapter is never evicted)
+        assert trace[3] == [0, 1, 2] and order[:2] in ([1, 2], [2, 1]) and order[2:] == [0, 3]
+    else:
+        assert trace[:39] == [[0]] * 38 + [[]] and order[0] == 0  # the long one alone to its end, answered first
+
+
 def test_the_adapter_cache_evicts_the_least_recently_used():
     loads = []
     cache = AdapterCache(2, lambda key: loads.append(key) or key)
@@ -153,6 +274,23 @@ def test_the_adapter_cache_evicts_the_least_recently_used():
     assert loads == ["x", "y", "z", "y", "x"]
     assert (cache.hits, cache.misses, cache.evictions, len(cache)) == (1, 5, 3, 2)
     assert "x" in cache and "y" in cache and "z" not in cache
+
+
+def test_pinned_adapters_are_not_evicted():
+    cache = AdapterCache(2, lambda key: key)
+    cache.get("x")
+    cache.pin("x")
+    cache.get("y")
+    assert cache.can_take("z")
+    cache.get("z")  # evicts y, the least recently used that no row holds
+    assert "x" in cache and "y" not in cache and "z" in cache
+    cache.pin("z")
+    assert not cache.can_take("w") and cache.can_take("x")
+    cache.unpin("z")
+    cache.get("w")
+    assert "x" in cache and "z" not in cache and "w" in cache
+    cache.unpin("x")
+    assert not cache.pinned("x")
 
 
 def test_adapters_for_another_base_model_or_with_options_it_cannot_apply_are_refused(tiny_model, adapters, tmp_path):
@@ -184,7 +322,16 @@ def stack(tiny_model, adapters, tmp_path_factory):
         server = build_server(tiny_model, adapters["a"].parent, node.url, attributor, cache_size=2, max_batch=8,
                               batch_window=0.1)
         with serving(server.app) as url, httpx.Client(base_url=url, timeout=60) as client:
-            yield node, client, ids
+            yield Stack((node, client, ids), server)
+
+
+class Stack(tuple):
+    """(node, client, model ids), with the server object as ``server``."""
+
+    def __new__(cls, items, server):
+        stack = super().__new__(cls, items)
+        stack.server = server
+        return stack
 
 
 def complete(client, **body) -> httpx.Response:
@@ -305,6 +452,60 @@ def test_concurrent_requests_for_different_models_share_batches_and_the_cache_st
     assert values['openlora_batch_adapters_bucket{le="1.0"}'] < values["openlora_batch_adapters_count"]
     listed = {model["id"]: model for model in client.get("/v1/models").json()["data"]}
     assert {str(ids[name]) for name in "abc"} <= set(listed)
+
+
+def test_a_short_request_sent_while_a_long_one_streams_is_answered_before_the_long_one_ends(stack):
+    node, client, ids = stack
+    worker = stack.server.engine
+    short_in, short_answered, long_started, long_ended = (threading.Event() for _ in range(4))
+    steps: list[list[int]] = []  # per decode step: max_tokens of the rows in the batch
+
+    def submit(job):
+        type(worker).submit(worker, job)
+        if job.max_tokens == 4:
+            short_in.set()
+
+    def on_step(engine):
+        rows = sorted(job.max_tokens for job in engine.batch.keys())
+        steps.append(rows)
+        if rows == [64]:
+            if not short_in.is_set():
+                short_in.wait(30)  # hold the long one until the short request is in the engine's queue
+            elif any(4 in step for step in steps):
+                short_answered.wait(30)  # the short one joined and left: hold the long one until it is answered
+
+    long_tokens: list[str] = []
+
+    def long_stream():
+        with client.stream("POST", "/v1/completions", json={"model": ids["a"], "prompt": "Log: the Osprey left",
+                                                             "max_tokens": 64, "temperature": 0, "stream": True}) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    choice = json.loads(line.removeprefix("data: "))["choices"][0]
+                    long_tokens.append(choice["text"])
+                    long_started.set()
+                    if choice["finish_reason"] is not None:
+                        long_ended.set()
+                        return choice["finish_reason"]
+
+    worker.submit, worker.on_step = submit, on_step
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            long = pool.submit(long_stream)
+            assert long_started.wait(60)
+            short = complete(client, model=ids["b"], prompt="The farmer", max_tokens=4)
+            long_running_then = not long_ended.is_set()
+            progress = len(long_tokens)
+            short_answered.set()
+            reason = long.result(60)
+    finally:
+        del worker.submit
+        worker.on_step = None
+    assert short.status_code == 200 and short.json()["choices"][0]["finish_reason"] == "length"
+    assert long_running_then and 0 < progress < len(long_tokens), (progress, len(long_tokens))
+    assert reason == "length" and [4, 64] in steps  # one decode step ran both
+    alone = complete(client, model=ids["b"], prompt="The farmer", max_tokens=4).json()
+    assert alone["choices"][0]["text"] == short.json()["choices"][0]["text"]
 
 
 def test_unknown_models_and_adapters_not_on_disk_are_errors_in_the_openai_shape(stack):

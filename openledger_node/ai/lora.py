@@ -138,6 +138,10 @@ class BatchAdapters:
     def clear(self) -> None:
         self._stacks = {}
 
+    def use(self, other: "BatchAdapters") -> None:
+        """Read ``other``'s stacks (a running batch keeps its own between steps)."""
+        self._stacks = other._stacks
+
     def get(self, name: str) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
         return self._stacks.get(name)
 
@@ -170,9 +174,30 @@ class AdapterCache:
         self.capacity = capacity
         self._load = load
         self._entries: OrderedDict[str, LoraAdapter] = OrderedDict()
+        self._pins: dict[str, int] = {}  # key -> running rows using it
         self.hits = self.misses = self.evictions = 0
         self.nbytes = 0  # adapter weights held, kept as adapters come and go (metrics read it per request)
         self.load_seconds: list[float] = []  # each cold load, for metrics
+
+    def pin(self, key: str) -> None:
+        """Mark ``key`` (in the cache) as in use by a running row: never evicted until unpinned."""
+        self._pins[key] = self._pins.get(key, 0) + 1
+
+    def unpin(self, key: str) -> None:
+        count = self._pins.get(key, 0) - 1
+        if count > 0:
+            self._pins[key] = count
+        else:
+            self._pins.pop(key, None)
+
+    def pinned(self, key: str) -> bool:
+        return key in self._pins
+
+    def can_take(self, key: str) -> bool:
+        """Whether ``get(key)`` fits without evicting a pinned adapter (already in, a free slot, or an
+        unpinned one to evict)."""
+        return (key in self._entries or len(self._entries) < self.capacity
+                or any(entry not in self._pins for entry in self._entries))
 
     def get(self, key: str) -> LoraAdapter:
         adapter = self._entries.get(key)
@@ -187,8 +212,12 @@ class AdapterCache:
         self._entries[key] = adapter
         self.nbytes += _nbytes(adapter)
         while len(self._entries) > self.capacity:
-            _, evicted = self._entries.popitem(last=False)
-            self.nbytes -= _nbytes(evicted)
+            # the least recently used that no running row holds (all pinned: over capacity until unpinned;
+            # the engine asks can_take first, so that does not happen there)
+            victim = next((entry for entry in self._entries if entry not in self._pins and entry != key), None)
+            if victim is None:
+                break
+            self.nbytes -= _nbytes(self._entries.pop(victim))
             self.evictions += 1
         return adapter
 
@@ -268,63 +297,24 @@ class MultiLoraModel:
         "stop" (EOS, or its decoded text contains one of its ``stop`` strings: the tokens then
         include the one that completed it, and the caller cuts the text with ``find_stop``) or
         "length". A row that has finished leaves the batch (its rows of the KV cache, mask and
-        adapter stacks are dropped), so it costs the others nothing in the steps that follow."""
-        eos = self.tokenizer.eos_token_id
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        width = max(len(row.prompt) for row in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, width - len(row.prompt):] = torch.tensor(row.prompt, dtype=torch.long)
-            mask[i, width - len(row.prompt):] = 1
-        generators = [torch.Generator().manual_seed(row.seed) if row.seed is not None else None for row in rows]
-        produced: list[list[int]] = [[] for _ in rows]
-        finish: list[Optional[str]] = [None] * len(rows)
-        steps = max(row.max_new_tokens for row in rows)
-        active = list(range(len(rows)))  # the rows still in the batch, by their index in ``rows``
+        adapter stacks are dropped), so it costs the others nothing in the steps that follow.
+        (A ``RunningBatch`` with every row added at once, stepped until it is empty.)"""
+        results: dict[int, tuple[list[int], str]] = {}
+        batch = RunningBatch(self, on_token=on_token,
+                             on_done=lambda row, tokens, reason: results.__setitem__(row, (tokens, reason)))
+        batch.add(list(enumerate(rows)))
+        while batch.active:
+            batch.step()
+        return [results[i] for i in range(len(rows))]
+
+    def _forward(self, adapters: BatchAdapters, **inputs: Any) -> Any:
+        """One forward pass with ``adapters``' stacks in the wrapped layers."""
         with self._lock:
-            self.batch.set([row.adapter for row in rows])
+            self.batch.use(adapters)
             try:
-                past = None
-                current = input_ids
-                for _ in range(steps):
-                    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -current.shape[1]:]
-                    out = self.model(input_ids=current, attention_mask=mask, position_ids=positions,
-                                     past_key_values=past, use_cache=True)
-                    past = out.past_key_values
-                    logits = out.logits[:, -1].float()
-                    chosen = []
-                    for j, i in enumerate(active):
-                        row = rows[i]
-                        if finish[i] is not None:  # only where the cache could not drop finished rows
-                            chosen.append(pad)
-                            continue
-                        token = _pick(logits[j], row.temperature, generators[i], row.top_p)
-                        chosen.append(token)
-                        if token == eos and not row.ignore_eos:
-                            finish[i] = "stop"
-                            continue
-                        produced[i].append(token)
-                        if on_token is not None:
-                            on_token(i, token)
-                        if row.stop and find_stop(self.tokenizer.decode(produced[i]), row.stop) >= 0:
-                            finish[i] = "stop"
-                        elif len(produced[i]) >= row.max_new_tokens:
-                            finish[i] = "length"
-                    running = [j for j, i in enumerate(active) if finish[i] is None]
-                    if not running:
-                        break
-                    current = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
-                    mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
-                    if len(running) < len(active) and _droppable(past):
-                        keep = torch.tensor(running, dtype=torch.long)
-                        past.batch_select_indices(keep)
-                        self.batch.select(keep)
-                        current, mask = current[keep], mask[keep]
-                        active = [active[j] for j in running]
+                return self.model(**inputs, use_cache=True)
             finally:
                 self.batch.clear()
-        return [(tokens, reason or "length") for tokens, reason in zip(produced, finish)]
 
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, adapters: Sequence[Optional[LoraAdapter]]) -> torch.Tensor:
@@ -335,6 +325,201 @@ class MultiLoraModel:
                 return self.model(input_ids=input_ids).logits
             finally:
                 self.batch.clear()
+
+
+@dataclass
+class _Live:
+    """A row of a running batch: who asked (``key``), what, and what it has produced so far."""
+    key: Any
+    row: GenerationRow
+    generator: Optional[torch.Generator]
+    produced: list[int]
+    finish: Optional[str] = None
+
+
+class RunningBatch:
+    """Rows generating together, one decode step at a time (iteration-level batching, as Orca,
+    vLLM and LoRAX do): ``add`` lets rows join between steps (their prompts get a forward pass of
+    their own, with their adapters, then their KV cache is merged into the running one), ``step``
+    decodes one token for every row, and a row that finishes leaves at once (``on_done(key,
+    tokens, reason)``; ``on_token(key, token)`` as tokens come).
+
+    State between steps: ``_pending`` (rows,) is each row's next input token, ``_mask`` (rows,
+    cache length + 1) its attention mask, left-padded, the last column the pending token's.
+    Position ids are ``mask.cumsum - 1``, so each row keeps its true positions whatever the
+    padding: merging pads the shorter side (cache and mask) with masked zeros on the left, and a
+    row gets the same tokens whether it ran alone, started with others or joined later.
+
+    Merging needs transformers' DynamicCache with plain per-layer key/value tensors
+    (``_mergeable``); with any other cache ``can_join`` is False while rows run, and new rows
+    wait until the batch is empty (the batching of before: one batch at a time)."""
+
+    def __init__(self, owner: "MultiLoraModel", on_token: Optional[Callable[[Any, int], None]] = None,
+                 on_done: Optional[Callable[[Any, list[int], str], None]] = None) -> None:
+        self.owner, self.on_token, self.on_done = owner, on_token, on_done
+        tokenizer = owner.tokenizer
+        self.eos = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        self.adapters = BatchAdapters()
+        self.steps = 0  # decode steps so far (all batches)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._rows: list[_Live] = []  # batch order (finished rows too, where the cache cannot drop them)
+        self._past: Any = None
+        self._mask: Optional[torch.Tensor] = None
+        self._pending: Optional[torch.Tensor] = None
+        self._mergeable = False
+        self.adapters.clear()
+
+    @property
+    def active(self) -> bool:
+        return any(live.finish is None for live in self._rows)
+
+    def __len__(self) -> int:
+        """Rows in the batch (what counts against max_batch)."""
+        return len(self._rows)
+
+    @property
+    def can_join(self) -> bool:
+        """Whether rows can join now: the batch is empty, or its cache can be merged."""
+        return not self._rows or self._mergeable
+
+    def keys(self) -> list[Any]:
+        return [live.key for live in self._rows if live.finish is None]
+
+    @torch.no_grad()
+    def add(self, items: Sequence[tuple[Any, GenerationRow]]) -> None:
+        """Prefill ``items`` ((key, row) pairs) and merge them into the batch; their first tokens
+        come at once (a row may even finish here)."""
+        if not items:
+            return
+        if not self.can_join:
+            raise RuntimeError("rows cannot join this batch while it runs (its KV cache cannot be merged)")
+        rows = [row for _, row in items]
+        width = max(len(row.prompt) for row in rows)
+        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row.prompt):] = torch.tensor(row.prompt, dtype=torch.long)
+            mask[i, width - len(row.prompt):] = 1
+        adapters = BatchAdapters()
+        adapters.set([row.adapter for row in rows])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.owner._forward(adapters, input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                  past_key_values=None)
+        live = [_Live(key, row, torch.Generator().manual_seed(row.seed) if row.seed is not None else None, [])
+                for key, row in items]
+        pending = torch.tensor(self._choose(live, out.logits[:, -1].float()), dtype=torch.long)
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+        if not self._rows:
+            self._rows, self._past, self._mask, self._pending = live, out.past_key_values, mask, pending
+            self.adapters = adapters
+            self._mergeable = _mergeable(self._past)
+        else:
+            past = out.past_key_values
+            if not _mergeable(past) or len(past.layers) != len(self._past.layers):
+                raise RuntimeError("the new rows' KV cache cannot be merged into the running batch's")
+            length = max(self._mask.shape[1], mask.shape[1])
+            self._mask = torch.cat([_pad_left(self._mask, length, 1), _pad_left(mask, length, 1)], dim=0)
+            for old, new in zip(self._past.layers, past.layers):  # cache length = mask length - 1
+                old.keys = torch.cat([_pad_left(old.keys, length - 1, 2), _pad_left(new.keys, length - 1, 2)], dim=0)
+                old.values = torch.cat([_pad_left(old.values, length - 1, 2), _pad_left(new.values, length - 1, 2)],
+                                       dim=0)
+            self._pending = torch.cat([self._pending, pending])
+            self._rows = self._rows + live
+            self.adapters.set([live.row.adapter for live in self._rows])
+        self._retire()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One decode step: a token for every row in the batch."""
+        if not self.active:
+            return
+        positions = (self._mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
+        out = self.owner._forward(self.adapters, input_ids=self._pending.unsqueeze(1), attention_mask=self._mask,
+                                  position_ids=positions, past_key_values=self._past)
+        self._past = out.past_key_values
+        self.steps += 1
+        self._pending = torch.tensor(self._choose(self._rows, out.logits[:, -1].float()), dtype=torch.long)
+        self._mask = torch.cat([self._mask, torch.ones((len(self._rows), 1), dtype=torch.long)], dim=1)
+        self._retire()
+
+    def abort(self) -> list[Any]:
+        """Empty the batch (after a failed step); the keys of the rows that had not finished."""
+        keys = self.keys()
+        self._reset()
+        return keys
+
+    def _choose(self, rows: list[_Live], logits: torch.Tensor) -> list[int]:
+        """Each row's next token from its logits; rows that finish are marked and reported."""
+        chosen = []
+        for j, live in enumerate(rows):
+            row = live.row
+            if live.finish is not None:  # only where the cache could not drop finished rows
+                chosen.append(self.pad)
+                continue
+            token = _pick(logits[j], row.temperature, live.generator, row.top_p)
+            chosen.append(token)
+            if token == self.eos and not row.ignore_eos:
+                live.finish = "stop"
+            else:
+                live.produced.append(token)
+                if self.on_token is not None:
+                    self.on_token(live.key, token)
+                if row.stop and find_stop(self.owner.tokenizer.decode(live.produced), row.stop) >= 0:
+                    live.finish = "stop"
+                elif len(live.produced) >= row.max_new_tokens:
+                    live.finish = "length"
+            if live.finish is not None and self.on_done is not None:
+                self.on_done(live.key, live.produced, live.finish)
+        return chosen
+
+    def _retire(self) -> None:
+        """Drop finished rows (cache rows, mask, adapter stacks), then the mask columns no row
+        attends to any more (left padding that only finished rows needed)."""
+        running = [j for j, live in enumerate(self._rows) if live.finish is None]
+        if not running:
+            self._reset()
+            return
+        if len(running) < len(self._rows) and _droppable(self._past):
+            keep = torch.tensor(running, dtype=torch.long)
+            self._past.batch_select_indices(keep)
+            self.adapters.select(keep)
+            self._mask, self._pending = self._mask[keep], self._pending[keep]
+            self._rows = [self._rows[j] for j in running]
+        if self._mergeable:
+            used = self._mask.any(dim=0).nonzero()
+            first = int(used[0]) if len(used) else 0
+            if first > 0:
+                self._mask = self._mask[:, first:]
+                for layer in self._past.layers:
+                    layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+
+def _pad_left(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    """``tensor`` with zeros before it along ``dim`` up to ``length``."""
+    missing = length - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def _mergeable(past: Any) -> bool:
+    """Whether rows can be merged into this KV cache: transformers' DynamicCache whose layers are
+    all plain DynamicLayers (keys and values (batch, heads, length, dim) that grow by
+    concatenation; not sliding-window or static layers, whose lengths mean something else)."""
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:
+        return False
+    layers = getattr(past, "layers", None)
+    return (isinstance(past, DynamicCache) and _droppable(past) and bool(layers)
+            and all(type(layer) is DynamicLayer and layer.is_initialized
+                    and isinstance(getattr(layer, "keys", None), torch.Tensor) and layer.keys.dim() == 4
+                    for layer in layers))
 
 
 def _droppable(past: Any) -> bool:

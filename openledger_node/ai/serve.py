@@ -6,8 +6,11 @@ many adapters, every answer paid for and attributed on-chain.
   whose ``adapter_model.safetensors`` has that keccak256: the chain says which weights a
   model id means, and a file that does not match is never served under it.
 - Adapters load on demand into a bounded LRU cache (``lora.AdapterCache``); a worker thread
-  gathers the requests waiting (up to ``max_batch``, for at most ``batch_window`` seconds)
-  and generates for all of them in one batch, whatever their adapters (``lora.MultiLoraModel``).
+  generates for a batch of requests whatever their adapters (``lora.MultiLoraModel``), with
+  continuous batching (``lora.RunningBatch``): between decode steps, requests that came in join
+  the running batch (up to ``max_batch`` rows) and finished ones leave it and are answered at
+  once, so a long request delays nobody. An idle engine waits up to ``batch_window`` seconds
+  for more requests before its first step. An adapter a running row uses is pinned in the cache.
 - Paid inference: the server submits ``attribute(modelId, output)`` from its operator
   account with the configured fee once the output is complete, waits for the receipt, and
   answers with the inference id, the transaction and the credited contributions. (A caller
@@ -20,6 +23,7 @@ many adapters, every answer paid for and attributed on-chain.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import queue
@@ -28,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -38,7 +42,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from .. import wallet_cli
 from ..wallet_cli import Rpc, WalletError
 from .factory import ADAPTER_FILE, file_keccak
-from .lora import AdapterCache, AdapterError, GenerationRow, LoraAdapter, MultiLoraModel, find_stop, read_adapter
+from .lora import (
+    AdapterCache, AdapterError, GenerationRow, LoraAdapter, MultiLoraModel, RunningBatch, find_stop, read_adapter,
+)
 
 MAX_TOKENS_DEFAULT = 16
 MAX_STOP_SEQUENCES = 4  # as OpenAI
@@ -176,11 +182,12 @@ class Metrics:
                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1), registry=r)
         self.prompt_tokens = Counter("openlora_prompt_tokens", "Prompt tokens processed", registry=r)
         self.generated_tokens = Counter("openlora_generated_tokens", "Tokens generated", registry=r)
-        self.tokens_per_second = Gauge("openlora_tokens_per_second", "Tokens generated per second by the last batch",
-                                       registry=r)
-        self.batch_size = Histogram("openlora_batch_size", "Requests per generation batch",
+        self.tokens_per_second = Gauge("openlora_tokens_per_second",
+                                       "Tokens generated per second since the engine last became busy", registry=r)
+        self.batch_size = Histogram("openlora_batch_size", "Requests in the running batch, each time requests join it",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
-        self.distinct_adapters = Histogram("openlora_batch_adapters", "Distinct adapters per generation batch",
+        self.distinct_adapters = Histogram("openlora_batch_adapters",
+                                           "Distinct adapters in the running batch, each time requests join it",
                                            buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.requests = Counter("openlora_requests", "Completion requests by outcome", ["outcome"], registry=r)
         self.attributions = Counter("openlora_attributions", "attribute transactions by outcome", ["outcome"],
@@ -188,15 +195,27 @@ class Metrics:
 
 
 class Engine:
-    """The worker thread that owns the model and the adapter cache."""
+    """The worker thread that owns the model and the adapter cache, and runs continuous batching:
+    a loop of (admit waiting requests into the running batch, one decode step for all of it).
+
+    ``continuous=False`` (or a model whose KV cache cannot be merged, see ``RunningBatch``) gives
+    the batching of before: a request that comes while a batch runs waits until it is over.
+    ``on_step(engine)``, when set, runs in the worker thread after every decode step (tests use it
+    to submit requests at a chosen step)."""
 
     def __init__(self, model: MultiLoraModel, adapters: AdapterDirectory, cache_size: int, max_batch: int,
-                 batch_window: float, metrics: Metrics) -> None:
+                 batch_window: float, metrics: Metrics, continuous: bool = True,
+                 on_step: Optional[Callable[["Engine"], None]] = None) -> None:
         self.model, self.adapters, self.metrics = model, adapters, metrics
-        self.max_batch, self.batch_window = max_batch, batch_window
+        self.max_batch, self.batch_window, self.continuous, self.on_step = max_batch, batch_window, continuous, on_step
         self.cache = AdapterCache(cache_size, self._load)
         self._queue: queue.Queue[Optional[Job]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="openlora-engine", daemon=True)
+        self.batch = RunningBatch(model, on_token=lambda job, token: job.emit("token", token), on_done=self._done)
+        self._waiting: collections.deque[Job] = collections.deque()  # taken from the queue, not yet admitted
+        self._busy_since = 0.0  # when the batch last went from empty to running, and tokens since then
+        self._busy_tokens = 0
+        self._admitted: set[int] = set()  # ids of the jobs in the batch, not answered yet
 
     def start(self) -> None:
         self._thread.start()
@@ -229,53 +248,106 @@ class Engine:
             self.metrics.loaded_bytes.set(self.cache.nbytes)
 
     def _run(self) -> None:
+        stopping = False
         while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            batch = [job]
-            deadline = time.monotonic() + self.batch_window
-            while len(batch) < self.max_batch:
-                try:
-                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(more)
-            self._serve(batch)
+            if not self.batch.active and not self._waiting:
+                if stopping:
+                    return
+                job = self._queue.get()  # idle: wait for a request, then up to batch_window for others
+                if job is None:
+                    return
+                self._waiting.append(job)
+                deadline = time.monotonic() + self.batch_window
+                while len(self._waiting) < self.max_batch:
+                    try:
+                        more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stopping = True  # stop once what came before is answered
+                        break
+                    self._waiting.append(more)
+            else:
+                while True:  # running: take what came in since the last step, without waiting
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stopping = True
+                    else:
+                        self._waiting.append(more)
+            self._admit()
+            if self.batch.active:
+                self._step()
 
-    def _serve(self, batch: list[Job]) -> None:
-        ready: list[tuple[Job, LoraAdapter]] = []
-        for job in batch:
+    def _admit(self) -> None:
+        """Move waiting requests into the running batch (first come first served, up to max_batch
+        rows), unless the batch runs and cannot take rows (``continuous`` off, or a KV cache that
+        cannot be merged: then they wait for the batch to end). A request whose adapter would
+        need a cache slot that running rows all hold waits too, and so do those behind it."""
+        if self.batch.active and not (self.continuous and self.batch.can_join):
+            return
+        chosen: list[tuple[Job, LoraAdapter]] = []
+        while self._waiting and len(self.batch) + len(chosen) < self.max_batch:
+            job = self._waiting[0]
+            if not self.cache.can_take(job.adapter_hash):
+                break
+            self._waiting.popleft()
             try:
-                ready.append((job, self._adapter(job.adapter_hash)))
+                adapter = self._adapter(job.adapter_hash)
             except AdapterError as exc:
                 job.emit("error", 500, f"model {job.model_id}: {exc}")
+                continue
             except Exception as exc:  # a bad file must fail its requests, not the engine
                 job.emit("error", 500, f"model {job.model_id}: cannot load its adapter: {exc}")
-        if not ready:
+                continue
+            self.cache.pin(job.adapter_hash)
+            self._admitted.add(id(job))
+            chosen.append((job, adapter))
+        if not chosen:
             return
-        rows = [GenerationRow(job.prompt, adapter, job.max_tokens, job.temperature, job.seed, job.ignore_eos,
-                              job.top_p, job.stop) for job, adapter in ready]
-        started = time.perf_counter()
+        if not self.batch.active:
+            self._busy_since, self._busy_tokens = time.perf_counter(), 0
+        running = self.batch.keys()  # the batch the new rows join (counted with them, even those done at once)
+        self.metrics.batch_size.observe(len(running) + len(chosen))
+        self.metrics.distinct_adapters.observe(len({job.adapter_hash for job in running}
+                                                   | {job.adapter_hash for job, _ in chosen}))
+        rows = [(job, GenerationRow(job.prompt, adapter, job.max_tokens, job.temperature, job.seed, job.ignore_eos,
+                                    job.top_p, job.stop)) for job, adapter in chosen]
+        self.metrics.prompt_tokens.inc(sum(len(job.prompt) for job, _ in chosen))
         try:
-            results = self.model.generate(rows, on_token=lambda row, token: ready[row][0].emit("token", token))
+            self.batch.add(rows)
+        except Exception as exc:  # the new requests fail (the running rows are untouched); the engine goes on
+            for job, _ in chosen:
+                self._fail(job, f"generation failed: {exc}")
+
+    def _step(self) -> None:
+        try:
+            self.batch.step()
         except Exception as exc:  # reported to every request of the batch; the engine goes on
-            for job, _ in ready:
-                job.emit("error", 500, f"generation failed: {exc}")
+            for job in self.batch.abort():
+                self._fail(job, f"generation failed: {exc}")
             return
-        elapsed = time.perf_counter() - started
-        generated = sum(len(tokens) for tokens, _ in results)
-        self.metrics.batch_size.observe(len(ready))
-        self.metrics.distinct_adapters.observe(len({adapter.hash for _, adapter in ready}))
-        self.metrics.prompt_tokens.inc(sum(len(job.prompt) for job, _ in ready))
-        self.metrics.generated_tokens.inc(generated)
+        if self.on_step is not None:
+            self.on_step(self)
+
+    def _done(self, job: Job, tokens: list[int], reason: str) -> None:
+        """A row finished: answer it now (the others go on), free its adapter, count its tokens."""
+        self._admitted.discard(id(job))
+        self.cache.unpin(job.adapter_hash)
+        self.metrics.generated_tokens.inc(len(tokens))
+        self._busy_tokens += len(tokens)
+        elapsed = time.perf_counter() - self._busy_since
         if elapsed > 0:
-            self.metrics.tokens_per_second.set(generated / elapsed)
-        for (job, _), (tokens, reason) in zip(ready, results):
-            job.emit("done", tokens, reason)
+            self.metrics.tokens_per_second.set(self._busy_tokens / elapsed)
+        job.emit("done", list(tokens), reason)
+
+    def _fail(self, job: Job, message: str) -> None:
+        if id(job) in self._admitted:  # not answered yet
+            self._admitted.discard(id(job))
+            self.cache.unpin(job.adapter_hash)
+            job.emit("error", 500, message)
 
 
 # ----------------------------------------------------------------------------- HTTP
