@@ -5,6 +5,7 @@ then generate) in the same run.
 
     python scripts/bench_openlora.py [--base-model DIR] [--counts 1,10,100,1000] [--requests 1024]
                                      [--max-tokens 16] [--max-batch 16] [--cache 1024] [--threads 1]
+                                     [--long-every 8 --long-tokens 128]
 
 The load: ``--requests`` completions submitted at once (open loop) to OpenLoRA's engine (the
 worker thread and batcher that ``serve-models`` runs, without HTTP and without the on-chain
@@ -14,7 +15,9 @@ disk as they are first asked for) and warm (the same requests again). Adapters a
 weights in peft's format (rank ``--rank`` on q_proj and v_proj), written once under
 build/bench-adapters. Without --base-model the tiny model of scripts/make_tiny_model.py is
 built (once) under build/tiny-model. Prints one table; the goal is 1,000 adapters at no less
-than half the single-adapter throughput.
+than half the single-adapter throughput. Then "mixed lengths": 1 request in ``--long-every``
+asks for ``--long-tokens``, the same load run batch by batch and with continuous batching
+(short requests' mean latency is what continuous batching improves).
 """
 from __future__ import annotations
 
@@ -78,15 +81,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_load(engine, jobs_spec, max_tokens: int) -> tuple[float, list[float], int]:
-    """Submit every request at once; (wall seconds, latencies, tokens generated)."""
+async def run_load(engine, jobs_spec, max_tokens) -> tuple[float, list[float], int]:
+    """Submit every request at once; (wall seconds, latencies in request order, tokens generated).
+    ``max_tokens``: one for all, or a list (one per request)."""
     from openledger_node.ai.serve import Job
 
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     jobs = []
-    for adapter_hash, prompt in jobs_spec:
-        job = Job(0, adapter_hash, prompt, max_tokens, 0.0, None, loop, ignore_eos=True)
+    lengths = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(jobs_spec)
+    for (adapter_hash, prompt), tokens in zip(jobs_spec, lengths):
+        job = Job(0, adapter_hash, prompt, tokens, 0.0, None, loop, ignore_eos=True)
         jobs.append(job)
         engine.submit(job)
 
@@ -137,6 +142,9 @@ def main() -> int:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--naive-requests", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steady numbers on a shared machine)")
+    parser.add_argument("--long-every", type=int, default=8,
+                        help="mixed lengths: every Nth request asks for --long-tokens (0: skip that case)")
+    parser.add_argument("--long-tokens", type=int, default=128)
     args = parser.parse_args()
 
     import torch
@@ -176,6 +184,24 @@ def main() -> int:
                              percentile(latencies, 0.95), len(set(chosen)), engine.cache.misses))
         finally:
             engine.stop()
+    # mixed lengths: every --long-every-th request asks for --long-tokens, the others for --max-tokens;
+    # batch by batch (a request that comes while a batch runs waits for its end) against continuous
+    # batching (it joins the running batch at the next step), over the last count's adapters
+    mixed = []
+    if args.long_every > 0:
+        lengths = [args.long_tokens if index % args.long_every == 0 else args.max_tokens
+                   for index in range(args.requests)]
+        for continuous in (False, True):
+            engine = Engine(multi, directory, args.cache, args.max_batch, 0.002, Metrics(), continuous=continuous)
+            engine.start()
+            try:
+                wall, latencies, tokens = asyncio.run(run_load(engine, list(zip(chosen, prompts)), lengths))
+            finally:
+                engine.stop()
+            short = [latency for latency, length in zip(latencies, lengths) if length == args.max_tokens]
+            long = [latency for latency, length in zip(latencies, lengths) if length != args.max_tokens]
+            mixed.append((f"{'continuous' if continuous else 'batch by batch'}", tokens / wall,
+                          statistics.mean(short), percentile(short, 0.95), statistics.mean(long)))
     pristine = load_base_model(base_dir)  # the engine wrapped the first copy's layers
     wall, latencies, tokens = naive(pristine, [paths[rng.randrange(max(counts))] for _ in range(args.naive_requests)],
                                     prompts[: args.naive_requests], args.max_tokens)
@@ -185,6 +211,14 @@ def main() -> int:
     print(f"\n{'setup':<44} {'tokens/s':>10} {'p50 ms':>9} {'p95 ms':>9} {'adapters':>9} {'loads':>7}")
     for name, throughput, p50, p95, distinct, loads in rows:
         print(f"{name:<44} {throughput:>10.0f} {p50 * 1000:>9.1f} {p95 * 1000:>9.1f} {distinct:>9} {loads:>7}")
+
+    if mixed:
+        print(f"\nmixed lengths: 1 request in {args.long_every} asks for {args.long_tokens} tokens, the others for "
+              f"{args.max_tokens} ({args.requests} requests at once, {count} adapters)")
+        print(f"{'engine':<44} {'tokens/s':>10} {'short mean ms':>14} {'short p95 ms':>13} {'long mean ms':>13}")
+        for name, throughput, short_mean, short_p95, long_mean in mixed:
+            print(f"{name:<44} {throughput:>10.0f} {short_mean * 1000:>14.1f} {short_p95 * 1000:>13.1f} "
+                  f"{long_mean * 1000:>13.1f}")
 
     # adapter load times and memory per adapter
     cold = []
