@@ -262,7 +262,7 @@ class MultiLoraModel:
         self.base_sha256 = base_sha256
         self.batch = BatchAdapters()
         self._wrapped: set[str] = set()
-        self._lock = threading.Lock()  # one batch at a time through the shared stacks
+        self._lock = threading.Lock()  # one forward pass at a time through the shared stacks
 
     def prepare(self, adapter: LoraAdapter) -> None:
         """Wrap the base layers ``adapter`` adapts (once per layer) after checking it fits them."""
