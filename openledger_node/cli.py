@@ -219,13 +219,14 @@ def replay(
     http_port: int = typer.Option(8545, "--http-port", help="with --follow: RPC port; 0 picks a free one"),
     log_level: str = typer.Option("info", "--log-level", help="with --follow"),
     poll_seconds: float = typer.Option(2.0, "--poll-seconds", min=0.05, help="with --follow: how often to look for new batches on L1"),
+    l1_head_tag: str = typer.Option("latest", "--l1-head", help="read batches up to L1's latest, safe or finalized block (finalized: none an L1 reorganisation can drop)"),
 ) -> None:
     """Rebuild the L2 from the batches on L1 alone and check every committed state root."""
     from .chain.chain import Blockchain, DatadirError
     from .chain.genesis import GenesisError, load_genesis
     from .chain.store import StoreLockedError
     from .settlement.l1 import L1Client, L1RPCError, L1Unavailable
-    from .settlement.replay import InboxMismatch, ReplayError, replay as replay_batches
+    from .settlement.replay import L1_HEADS, InboxMismatch, ReplayError, replay as replay_batches
 
     try:
         address = bytes.fromhex(inbox_address.removeprefix("0x"))
@@ -233,6 +234,8 @@ def replay(
         address = b""
     if len(address) != 20:
         fail("--inbox must be a 20-byte hex address")
+    if l1_head_tag not in L1_HEADS:
+        fail(f"--l1-head must be one of {', '.join(L1_HEADS)}, not {l1_head_tag!r}")
     try:
         Blockchain.init(datadir, load_genesis(genesis)).close()
         chain = Blockchain.open(datadir, sync=False)  # each block still commits atomically
@@ -248,7 +251,8 @@ def replay(
     async def main() -> object:
         l1 = L1Client(l1_rpc, timeout=60)
         try:
-            return await replay_batches(l1, address, chain, from_l1_block=from_l1_block, progress=progress)
+            return await replay_batches(l1, address, chain, from_l1_block=from_l1_block, head_tag=l1_head_tag,
+                                        progress=progress)
         finally:
             await l1.close()
 
@@ -267,15 +271,16 @@ def replay(
     rate = summary.transactions / summary.execute_seconds if summary.execute_seconds else 0.0
     typer.echo(f"replay done: {summary.batches} batches, {summary.blocks} blocks, {summary.transactions} txs "
                f"in {summary.seconds:.2f}s ({rate:.0f} tx/s executing); head block {summary.head_number} "
-               f"0x{summary.head_hash.hex()} state root 0x{summary.state_root.hex()}")
+               f"0x{summary.head_hash.hex()} state root 0x{summary.state_root.hex()}; L1 read up to its "
+               f"{l1_head_tag} block {summary.l1_head}")
     if not follow:
         chain.close()
         return
-    _follow(chain, summary, l1_rpc, address, http_host, http_port, log_level, poll_seconds)
+    _follow(chain, summary, l1_rpc, address, http_host, http_port, log_level, poll_seconds, l1_head_tag)
 
 
 def _follow(chain, summary, l1_rpc: str, address: bytes, http_host: str, http_port: int, log_level: str,
-            poll_seconds: float) -> None:
+            poll_seconds: float, l1_head_tag: str) -> None:
     """Serve the replayed chain read-only and keep applying new batches from L1."""
     from .node import Node, NodeConfig
     from .rpc.jsonrpc import RPCError
@@ -289,7 +294,7 @@ def _follow(chain, summary, l1_rpc: str, address: bytes, http_host: str, http_po
         chain, l1_rpc, address, batches=summary.batches, verified_block=summary.head_number,
         next_l1_block=summary.l1_head + 1, last_event=summary.last_event,
         on_block=lambda sealed: [listener(sealed) for listener in node.sequencer.listeners],
-        poll_seconds=poll_seconds,
+        poll_seconds=poll_seconds, head_tag=l1_head_tag,
     )
 
     def read_only(*_params) -> None:

@@ -337,6 +337,63 @@ def test_safe_and_finalized_l2_heads_follow_l1s_safe_and_finalized_blocks(tmp_pa
                 kill_all()
 
 
+def test_replay_and_follow_up_to_l1s_finalized_block_only(tmp_path: Path, batcher_key) -> None:
+    """``--l1-head finalized`` reads only batches that an L1 reorganisation can no longer drop:
+    none while L1's finalized block (anvil: 64 blocks behind its head) predates them; all of
+    them, resuming the same datadir, once L1 has moved on; and a ``--follow`` replica verifies a
+    new batch only once L1 has finalized it."""
+    from node_process import NodeProcess, kill_all
+
+    def args(datadir: str) -> list[str]:
+        return ["replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis", str(DEVNET_GENESIS),
+                "--datadir", str(tmp_path / datadir), "--l1-head", "finalized"]
+
+    with running_anvil(tmp_path / "l1") as anvil:
+        address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
+        with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
+            for nonce in range(2):
+                l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, nonce, "0x" + "46" * 20, value=5)))
+            posted = wait_posted(l2)["posted_l2"]
+            batches = len(anvil.batch_records(address))
+
+            done = run_cli(*args("audit"), timeout=300)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "replay done: 0 batches, 0 blocks" in done.stdout and "finalized block 0" in done.stdout
+
+            anvil.rpc("anvil_mine", hex(64))
+            done = run_cli(*args("audit"), timeout=300)  # the same datadir: resumes
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert f"replay done: {batches} batches" in done.stdout
+            assert f"head block {int(posted['number'], 16)} {posted['hash']}" in done.stdout
+
+            follower = NodeProcess([*args("replica"), "--follow", "--http-port", "0", "--poll-seconds", "0.2"],
+                                   tmp_path / "follower.log")
+            try:
+                follower.start().wait_ready(60)
+                assert follower.rpc("eth_blockNumber") == posted["number"]
+                l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, 2, "0x" + "46" * 20, value=5)))
+                newer = wait_posted(l2)["posted_l2"]
+                assert int(newer["number"], 16) > int(posted["number"], 16)
+                # The follower has read L1 up to the finalized block of an L1 head that holds the new batch...
+                after = int(anvil.rpc("eth_blockNumber"), 16) - 64
+                deadline = time.monotonic() + 30
+                while int((follower.rpc("ol_syncStatus")["current_l1"] or {"number": "0x0"})["number"], 16) < after:
+                    assert time.monotonic() < deadline, follower.log()[-2000:]
+                    time.sleep(0.1)
+                # ... which does not finalize it yet: nothing new is verified.
+                assert follower.rpc("eth_blockNumber") == posted["number"]
+                anvil.rpc("anvil_mine", hex(64))
+                deadline = time.monotonic() + 30
+                while follower.rpc("eth_blockNumber") != newer["number"]:
+                    assert time.monotonic() < deadline, follower.log()[-2000:]
+                    time.sleep(0.1)
+                assert follower.rpc("eth_getBlockByNumber", newer["number"], False)["hash"] == newer["hash"]
+                follower.signal(2)
+                assert follower.wait() == 0
+            finally:
+                kill_all()
+
+
 def test_a_block_too_big_for_one_l1_transaction_goes_in_frames_and_replays(tmp_path: Path, batcher_key) -> None:
     import os
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..chain.chain import Blockchain, SealedBlock
 from .inbox import SETTLED_TAGS, posted_block_at
 from .l1 import L1Client, L1RPCError, L1Unavailable, to_hex
-from .replay import ReplayError, apply_batch, batch_data, batch_records
+from .replay import ReplayError, apply_batch, batch_data, batch_records, l1_head
 
 log = logging.getLogger("openledger.follower")
 
@@ -37,12 +37,13 @@ class BatchFollower:
     def __init__(self, blockchain: Blockchain, l1_rpc: str, inbox_address: bytes, *, batches: int,
                  verified_block: int, next_l1_block: int, last_event: tuple[int, int],
                  on_block: Callable[[SealedBlock], None],
-                 poll_seconds: float = 2.0, backoff_max: float = 30.0) -> None:
+                 poll_seconds: float = 2.0, backoff_max: float = 30.0, head_tag: str = "latest") -> None:
         self.chain = blockchain
         self.l1_rpc = l1_rpc
         self.inbox = inbox_address
         self.on_block = on_block
         self.poll_seconds = poll_seconds
+        self.head_tag = head_tag  # the L1 block batches are read up to: latest, safe or finalized
         self.backoff_max = backoff_max
         self.next_l1_block = next_l1_block
         self.status = FollowerStatus(l1_head=next_l1_block - 1, batches=batches, verified_block=verified_block)
@@ -81,7 +82,7 @@ class BatchFollower:
             await l1.close()
 
     async def _catch_up(self, l1: L1Client) -> None:
-        head = await l1.block_number()
+        head = await l1_head(l1, self.head_tag)
         if head < self.next_l1_block:
             return
         async for record in batch_records(l1, self.inbox, self.next_l1_block, head):

@@ -190,19 +190,32 @@ def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> Seale
     return sealed
 
 
+L1_HEADS = ("latest", "safe", "finalized")
+
+
+async def l1_head(l1: L1Client, tag: str = "latest") -> int:
+    """The number of L1's ``tag`` block: the last L1 block whose batches are read."""
+    if tag == "latest":
+        return await l1.block_number()
+    return (await l1.block(tag)).number
+
+
 async def replay(
     l1: L1Client,
     address: bytes,
     blockchain: Blockchain,
     *,
     from_l1_block: int = 0,
+    head_tag: str = "latest",
     progress: Callable[[ReplaySummary, inbox.BatchRecord], None] | None = None,
 ) -> ReplaySummary:
-    """Replay every batch of the inbox onto ``blockchain``; ReplayError at the first problem."""
+    """Replay every batch of the inbox, up to L1's ``head_tag`` block ("latest", or "safe" /
+    "finalized": batches an L1 reorganisation can no longer drop), onto ``blockchain``;
+    ReplayError at the first problem."""
     await check_inbox(l1, address, blockchain)
     summary = ReplaySummary()
     started = time.perf_counter()
-    summary.l1_head = await l1.block_number()
+    summary.l1_head = await l1_head(l1, head_tag)
     since = summary.last_event = (from_l1_block, -1)
     async for record in batch_records(l1, address, from_l1_block, summary.l1_head):
         if record.index != summary.batches:
