@@ -84,9 +84,23 @@ def poster_config(anvil: Anvil, address: str) -> dict[str, Any]:
     return {"l1_rpc": anvil.url, "l1_inbox": address, "batch_max_age": 0.5}
 
 
-def replay(anvil: Anvil, address: str, datadir: Path):
-    return run_cli("replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis", str(DEVNET_GENESIS),
-                   "--datadir", str(datadir), timeout=300)
+def replay_args(anvil: Anvil, address: str, datadir: Path, *extra: str) -> list[str]:
+    """``openledger-node replay`` of this inbox into ``datadir`` (a follower: add --follow)."""
+    return ["replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis", str(DEVNET_GENESIS),
+            "--datadir", str(datadir), *extra]
+
+
+def replay(anvil: Anvil, address: str, datadir: Path, *extra: str):
+    return run_cli(*replay_args(anvil, address, datadir, *extra), timeout=300)
+
+
+def wait_until(predicate, what: str, timeout: float = 30) -> Any:
+    """``predicate()`` once it is truthy; fails with ``what()`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.1)
+    return found
 
 
 def assert_same_chain(original: Path, rebuilt: Path) -> int:
@@ -259,19 +273,15 @@ def test_replay_follow_serves_a_read_only_replica_that_keeps_up_with_l1(tmp_path
         with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
             l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, 0, "0x" + "44" * 20, value=5)))
             wait_posted(l2)
-            follower = NodeProcess(["replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis",
-                                    str(DEVNET_GENESIS), "--datadir", str(tmp_path / "replica"), "--follow",
-                                    "--http-port", "0"], tmp_path / "follower.log")
+            follower = NodeProcess(replay_args(anvil, address, tmp_path / "replica", "--follow", "--http-port", "0"),
+                                   tmp_path / "follower.log")
             try:
                 follower.start().wait_ready(60)
                 assert "replay done: " in follower.log()
                 for nonce in range(1, 4):
                     l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, nonce, "0x" + "44" * 20, value=5)))
                 head = wait_posted(l2)["unsafe_l2"]
-                deadline = time.monotonic() + 30
-                while follower.rpc("eth_blockNumber") != head["number"]:
-                    assert time.monotonic() < deadline, follower.log()[-2000:]
-                    time.sleep(0.1)
+                wait_until(lambda: follower.rpc("eth_blockNumber") == head["number"], lambda: follower.log()[-2000:])
                 assert follower.rpc("eth_getBlockByNumber", head["number"], False)["hash"] == head["hash"]
                 assert follower.rpc("eth_getBalance", "0x" + "44" * 20, "latest") == hex(20)
                 status = follower.rpc("ol_syncStatus")
@@ -291,14 +301,10 @@ def test_safe_and_finalized_l2_heads_follow_l1s_safe_and_finalized_blocks(tmp_pa
     from node_process import NodeProcess, kill_all
 
     def settled(node: RunningNode | Any, key: str, want: str | None) -> dict[str, Any]:
-        deadline = time.monotonic() + 30
-        while True:
-            status = node.rpc("ol_syncStatus")
-            ref = status[key]
-            if (ref and ref["number"]) == want:
-                return status
-            assert time.monotonic() < deadline, f"{key} is not {want}: {status}"
-            time.sleep(0.1)
+        def status() -> dict[str, Any] | None:
+            found = node.rpc("ol_syncStatus")
+            return found if (found[key] and found[key]["number"]) == want else None
+        return wait_until(status, lambda: f"{key} is not {want}: {node.rpc('ol_syncStatus')}")
 
     with running_anvil(tmp_path / "l1") as anvil:
         address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
@@ -306,9 +312,8 @@ def test_safe_and_finalized_l2_heads_follow_l1s_safe_and_finalized_blocks(tmp_pa
             for nonce in range(2):
                 l2.wait_receipt(l2.rpc("eth_sendRawTransaction", sign(0, nonce, "0x" + "45" * 20, value=5)))
             posted = wait_posted(l2)["posted_l2"]
-            follower = NodeProcess(["replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis",
-                                    str(DEVNET_GENESIS), "--datadir", str(tmp_path / "replica"), "--follow",
-                                    "--http-port", "0", "--poll-seconds", "0.2"], tmp_path / "follower.log")
+            follower = NodeProcess(replay_args(anvil, address, tmp_path / "replica", "--follow", "--http-port", "0",
+                                               "--poll-seconds", "0.2"), tmp_path / "follower.log")
             try:
                 follower.start().wait_ready(60)
                 # L1's safe block is older than the inbox: nothing is settled yet.
@@ -344,10 +349,6 @@ def test_replay_and_follow_up_to_l1s_finalized_block_only(tmp_path: Path, batche
     new batch only once L1 has finalized it."""
     from node_process import NodeProcess, kill_all
 
-    def args(datadir: str) -> list[str]:
-        return ["replay", "--l1-rpc", anvil.url, "--inbox", address, "--genesis", str(DEVNET_GENESIS),
-                "--datadir", str(tmp_path / datadir), "--l1-head", "finalized"]
-
     with running_anvil(tmp_path / "l1") as anvil:
         address = anvil.deploy_inbox(BATCHER[1], BATCHER[0], genesis_hash())
         with running_node(tmp_path / "l2", **poster_config(anvil, address)) as l2:
@@ -356,17 +357,18 @@ def test_replay_and_follow_up_to_l1s_finalized_block_only(tmp_path: Path, batche
             posted = wait_posted(l2)["posted_l2"]
             batches = len(anvil.batch_records(address))
 
-            done = run_cli(*args("audit"), timeout=300)
+            done = replay(anvil, address, tmp_path / "audit", "--l1-head", "finalized")
             assert done.returncode == 0, done.stdout + done.stderr
             assert "replay done: 0 batches, 0 blocks" in done.stdout and "finalized block 0" in done.stdout
 
             anvil.rpc("anvil_mine", hex(64))
-            done = run_cli(*args("audit"), timeout=300)  # the same datadir: resumes
+            done = replay(anvil, address, tmp_path / "audit", "--l1-head", "finalized")  # the same datadir: resumes
             assert done.returncode == 0, done.stdout + done.stderr
             assert f"replay done: {batches} batches" in done.stdout
             assert f"head block {int(posted['number'], 16)} {posted['hash']}" in done.stdout
 
-            follower = NodeProcess([*args("replica"), "--follow", "--http-port", "0", "--poll-seconds", "0.2"],
+            follower = NodeProcess(replay_args(anvil, address, tmp_path / "replica", "--l1-head", "finalized",
+                                               "--follow", "--http-port", "0", "--poll-seconds", "0.2"),
                                    tmp_path / "follower.log")
             try:
                 follower.start().wait_ready(60)
@@ -376,17 +378,12 @@ def test_replay_and_follow_up_to_l1s_finalized_block_only(tmp_path: Path, batche
                 assert int(newer["number"], 16) > int(posted["number"], 16)
                 # The follower has read L1 up to the finalized block of an L1 head that holds the new batch...
                 after = int(anvil.rpc("eth_blockNumber"), 16) - 64
-                deadline = time.monotonic() + 30
-                while int((follower.rpc("ol_syncStatus")["current_l1"] or {"number": "0x0"})["number"], 16) < after:
-                    assert time.monotonic() < deadline, follower.log()[-2000:]
-                    time.sleep(0.1)
+                wait_until(lambda: int((follower.rpc("ol_syncStatus")["current_l1"] or {"number": "0x0"})["number"], 16)
+                           >= after, lambda: follower.log()[-2000:])
                 # ... which does not finalize it yet: nothing new is verified.
                 assert follower.rpc("eth_blockNumber") == posted["number"]
                 anvil.rpc("anvil_mine", hex(64))
-                deadline = time.monotonic() + 30
-                while follower.rpc("eth_blockNumber") != newer["number"]:
-                    assert time.monotonic() < deadline, follower.log()[-2000:]
-                    time.sleep(0.1)
+                wait_until(lambda: follower.rpc("eth_blockNumber") == newer["number"], lambda: follower.log()[-2000:])
                 assert follower.rpc("eth_getBlockByNumber", newer["number"], False)["hash"] == newer["hash"]
                 follower.signal(2)
                 assert follower.wait() == 0
