@@ -13,11 +13,11 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 
-# Reinstall (which also compiles the Cython attribution core) when the package metadata
-# or the Cython sources change, or when the compiled core is missing.
-want=$(cat pyproject.toml setup.py attribution_native/*.pyx | sha256sum | cut -c1-16)
+# Reinstall (which also compiles the Cython attribution core and EVM loop) when the package
+# metadata or the Cython sources change, or when a compiled module is missing.
+want=$(cat pyproject.toml setup.py attribution_native/*.pyx openledger_node/chain/*.pyx | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.openledger-installed 2>/dev/null)" != "$want" ] \
-  || ! python -c "import attribution_native._core" 2>/dev/null; then
+  || ! python -c "import attribution_native._core, openledger_node.chain._evm_loop" 2>/dev/null; then
   echo "setup: installing Python packages" >&2
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -e '.[test,ai]'

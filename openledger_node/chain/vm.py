@@ -36,11 +36,15 @@ from eth.db.account import AccountDB
 from eth.rlp.accounts import Account
 from eth.vm.chain_context import ChainContext
 import rlp
+from rlp.sedes.serializable import make_immutable
+
+from eth.vm.logic.invalid import InvalidOpcode
+from eth.exceptions import Halt
 
 from .. import blobs
 from ..precompiles.attribution import ProofOfAttribution
 from ..precompiles.registry import DatanetRegistry
-from . import trie
+from . import _evm_loop, trie
 
 trie.use_in_py_evm()  # same roots, built faster
 blobs.use_in_py_evm()  # the KZG setup loaded once, not per 0x0a call
@@ -75,6 +79,35 @@ def _shallow_copy(self, *args, **kwargs):
     return type(self)(**{name: fields.get(name, getattr(self, name)) for name in self._meta.field_names})
 
 
+def _fast_copy(self, *args, **kwargs):
+    """Accounts and headers, whose constructors set nothing but their fields: the copy
+    reuses the fields that are not replaced and skips the constructor's argument checks
+    for those already checked (several copies per transaction: balances, nonces, gas used)."""
+    meta = self._meta
+    new = object.__new__(type(self))
+    fields = new.__dict__
+    old = self.__dict__
+    for attr in meta.field_attrs:
+        fields[attr] = old[attr]
+    if args or kwargs:
+        attrs = _FIELD_ATTRS.get(type(self))
+        if attrs is None:
+            attrs = _FIELD_ATTRS[type(self)] = dict(zip(meta.field_names, meta.field_attrs))
+        if len(args) > len(attrs):
+            raise TypeError(f"{type(self).__name__}.copy: {len(args)} positional fields, at most {len(attrs)}")
+        for name, value in zip(meta.field_names, args):
+            fields[attrs[name]] = make_immutable(value)
+        for name, value in kwargs.items():
+            attr = attrs.get(name)
+            if attr is None:
+                raise TypeError(f"{type(self).__name__}.copy: no field {name!r}")
+            fields[attr] = make_immutable(value)
+    return new
+
+
+_FIELD_ATTRS: dict[type, dict[str, str]] = {}
+
+
 class _PragueVM:
     # The chain's deposit contract (geth genesis: config.depositContractAddress); the
     # chain sets it per VM instance.  py-evm's own code uses mainnet's, a constant.
@@ -105,7 +138,7 @@ class _Account(Account):
     """An account whose ``copy`` reuses its fields (py-evm copies one per balance or
     nonce change: ~5 deep copies per transfer)."""
 
-    copy = _shallow_copy
+    copy = _fast_copy
 
 
 _BLANK_ACCOUNT = _Account()
@@ -133,17 +166,79 @@ def _fast_header(header):
     cls = type(header)
     fast = _FAST_HEADERS.get(cls)
     if fast is None:
-        if "copy" in cls.__dict__ and cls.__dict__["copy"] is _shallow_copy:
+        if "copy" in cls.__dict__ and cls.__dict__["copy"] is _fast_copy:
             return header
-        fast = _FAST_HEADERS[cls] = type(cls.__name__, (cls,), {"copy": _shallow_copy, "__module__": cls.__module__})
+        fast = _FAST_HEADERS[cls] = type(cls.__name__, (cls,), {"copy": _fast_copy, "__module__": cls.__module__})
     return fast(**{name: getattr(header, name) for name in cls._meta.field_names})
+
+
+_NO_RESULT = object()
+_LOOP_TABLES: dict[type, _evm_loop.Table] = {}
+native_loop = True
+"""False: every computation runs py-evm's own interpreter loop (for comparisons; the
+results are the same)."""
+
+
+def _py_loop(computation) -> None:
+    """py-evm's interpreter loop (BaseComputation.apply_computation), with its debug log."""
+    show_debug2 = computation.logger.show_debug2
+    opcode_lookup = computation.opcodes
+    for opcode in computation.code:
+        try:
+            opcode_fn = opcode_lookup[opcode]
+        except KeyError:
+            opcode_fn = InvalidOpcode(opcode)
+        if show_debug2:
+            mnemonic = getattr(opcode_fn, "mnemonic", None) or opcode_fn.__wrapped__.mnemonic
+            computation.logger.debug2(
+                f"OPCODE: 0x{opcode:x} ({mnemonic}) | pc: {max(0, computation.code.program_counter - 1)} | "
+                f"stack: {computation._stack}")
+        try:
+            opcode_fn(computation=computation)
+        except Halt:
+            break
+
+
+class _NativeLoopComputation:
+    """A fork's computation whose interpreter loop is ``_evm_loop.run`` (C); everything
+    before the loop is py-evm's ``BaseComputation.apply_computation``, unchanged."""
+
+    @classmethod
+    def apply_computation(cls, state, message, transaction_context, parent_computation=None):
+        with cls(state, message, transaction_context) as computation:
+            if computation.is_origin_computation:
+                computation.contracts_created = []
+                if message.is_create:
+                    cls.consume_initcode_gas_cost(computation)
+            if parent_computation is not None:
+                computation.contracts_created = parent_computation.contracts_created
+            if message.is_create:
+                computation.contracts_created.append(message.storage_address)
+            precompile = computation.precompiles.get(message.code_address, _NO_RESULT)
+            if precompile is not _NO_RESULT:
+                if not message.is_delegation:
+                    precompile(computation)
+                return computation
+            if not native_loop or computation.logger.show_debug2 or not _evm_loop.run(computation, _loop_table(cls)):
+                _py_loop(computation)
+        return computation
+
+
+def _loop_table(cls) -> _evm_loop.Table:
+    table = _LOOP_TABLES.get(cls)
+    if table is None or table.opcodes is not cls.opcodes:
+        table = _LOOP_TABLES[cls] = _evm_loop.Table(cls.opcodes)
+    return table
 
 
 def _node_vm(name: str, vm):
     block_class = vm.get_block_class()
     fast_block = type(block_class.__name__, (block_class,), {"copy": _shallow_copy})
     state_class = vm.get_state_class()
-    fast_state = type(state_class.__name__, (state_class,), {"account_db_class": _AccountDB, "__module__": __name__})
+    computation_class = state_class.computation_class
+    fast_computation = type(computation_class.__name__, (_NativeLoopComputation, computation_class), {"__module__": __name__})
+    fast_state = type(state_class.__name__, (state_class,), {
+        "account_db_class": _AccountDB, "computation_class": fast_computation, "__module__": __name__})
     base_create_header = vm.create_header_from_parent
 
     def create_header_from_parent(parent_header, **header_params):
