@@ -16,6 +16,7 @@ from eth.exceptions import UnrecognizedTransactionType
 from eth_utils import ValidationError
 
 from .blobs import BlobError, split_network_form, verify_sidecar
+from .chain import senders
 
 log = logging.getLogger("openledger.txpool")
 
@@ -139,6 +140,7 @@ class TxPool:
         if not (0 < tx.r < SECP256K1_N and 0 < tx.s <= SECP256K1_N // 2):
             raise TxPoolError("invalid transaction v, r, s values")
         try:
+            senders.prime((tx,))  # the fast recovery where it applies (chain/senders.py)
             sender = tx.sender  # one signature recovery, cached on the transaction
         except Exception:  # eth_keys BadSignature, ValidationError
             raise TxPoolError("invalid sender: invalid transaction v, r, s values") from None

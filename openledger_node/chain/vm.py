@@ -32,7 +32,13 @@ from eth.vm.forks.prague.constants import (
     DEPOSIT_REQUEST_TYPE,
 )
 
+import collections
+import threading
+
+from eth.constants import BLANK_ROOT_HASH
 from eth.db.account import AccountDB
+from eth.db.cache import CacheDB
+from eth.db.journal import JournalDB
 from eth.rlp.accounts import Account
 from eth.vm.chain_context import ChainContext
 import rlp
@@ -144,8 +150,112 @@ class _Account(Account):
 _BLANK_ACCOUNT = _Account()
 
 
+class _FlatAccounts:
+    """The accounts of recent state roots, by address: what the account trie holds at that
+    root (an encoded account, or b"" for none).  A state root names its content, so an
+    entry is true in any database; each root's dict is written only with what the trie
+    holds at that root, and a new root gets a new dict (readers of the old root keep
+    theirs)."""
+
+    MAX_ROOTS = 4
+    MAX_ACCOUNTS = 100_000
+
+    def __init__(self) -> None:
+        self._roots: collections.OrderedDict[bytes, dict[bytes, bytes]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, root: bytes) -> dict[bytes, bytes]:
+        with self._lock:
+            accounts = self._roots.get(root)
+            if accounts is None:
+                accounts = self._roots[root] = {}
+                while len(self._roots) > self.MAX_ROOTS:
+                    self._roots.popitem(last=False)
+            else:
+                self._roots.move_to_end(root)
+            return accounts
+
+    def advance(self, old: dict[bytes, bytes], root: bytes, diff) -> dict[bytes, bytes]:
+        """The dict of ``root``: ``old`` (the parent root's) with the trie diff applied."""
+        accounts = dict(old) if len(old) < self.MAX_ACCOUNTS else {}
+        for key in diff.deleted_keys():
+            accounts[key] = b""
+        for key, value in diff.pending_items():
+            accounts[key] = value
+        with self._lock:
+            self._roots[root] = accounts
+            self._roots.move_to_end(root)
+            while len(self._roots) > self.MAX_ROOTS:
+                self._roots.popitem(last=False)
+        return accounts
+
+
+_FLAT_ACCOUNTS = _FlatAccounts()
+
+
+class _FlatLayer:
+    """Account lookups under py-evm's per-block account cache: from the flat accounts of
+    the trie's root when the AccountDB's trie is at that root, else from the trie.  Like
+    the trie, it answers b"" for an address with no account."""
+
+    def __init__(self, db, account_db: "_AccountDB") -> None:
+        self._db = db
+        self._account_db = account_db
+
+    def __getitem__(self, address: bytes) -> bytes:
+        owner = self._account_db
+        if owner._trie.root_hash != owner._flat_root:
+            return self._db[address]
+        accounts = owner._flat
+        value = accounts.get(address)
+        if value is None:
+            value = self._db[address]
+            if len(accounts) < _FlatAccounts.MAX_ACCOUNTS:
+                accounts[address] = value
+        return value
+
+    def __contains__(self, address: bytes) -> bool:
+        return address in self._db
+
+    def __setitem__(self, address: bytes, value: bytes) -> None:
+        self._db[address] = value  # (py-evm writes the trie elsewhere; kept exact anyway)
+        self._account_db._flat_root = None
+
+    def __delitem__(self, address: bytes) -> None:
+        del self._db[address]
+        self._account_db._flat_root = None
+
+
 class _AccountDB(AccountDB):
-    """py-evm's AccountDB, handing out ``_Account``s; what it stores is unchanged."""
+    """py-evm's AccountDB, handing out ``_Account``s, and reading accounts that a recent
+    block already read or wrote from ``_FLAT_ACCOUNTS`` instead of walking the account
+    trie (py-evm empties its own account cache at every new state root).  What it
+    stores, and every root, is unchanged."""
+
+    def __init__(self, db, state_root=BLANK_ROOT_HASH) -> None:
+        super().__init__(db, state_root)
+        self._flat_root = state_root
+        self._flat = _FLAT_ACCOUNTS.get(state_root)
+        self._flat_diff = None
+        self._trie_cache = CacheDB(_FlatLayer(self._trie_logger, self))
+        self._journaltrie = JournalDB(self._trie_cache)
+
+    def _apply_account_diff_without_proof(self, diff, trie) -> None:
+        self._flat_diff = diff
+        super()._apply_account_diff_without_proof(diff, trie)
+
+    def make_state_root(self):
+        before = self._trie.root_hash
+        self._flat_diff = None
+        root = super().make_state_root()
+        if root != before:
+            if self._flat_diff is not None and self._flat_root == before:
+                self._flat = _FLAT_ACCOUNTS.advance(self._flat, root, self._flat_diff)
+            else:
+                self._flat = _FLAT_ACCOUNTS.get(root)
+            self._flat_root = root
+        self._flat_diff = None
+        return root
 
     def _get_account(self, address, from_journal=True):
         if from_journal and address in self._account_cache:

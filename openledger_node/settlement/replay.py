@@ -20,6 +20,7 @@ from typing import AsyncIterator, Callable
 
 from eth_hash.auto import keccak
 
+from ..chain import senders
 from ..chain.chain import Blockchain, SealedBlock
 from . import codec, inbox
 from .l1 import L1Client, hex_bytes
@@ -179,6 +180,7 @@ def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> Seale
             transactions.append(blockchain.decode_transaction(raw))
         except Exception as exc:  # py-evm raises many types on malformed encodings
             raise ReplayError(batch, block.number, f"transaction {i} cannot be decoded: {type(exc).__name__}") from None
+    senders.prime(transactions)
     sealed = blockchain.build_block(transactions, timestamp=block.timestamp, coinbase=block.fee_recipient,
                                     extra_data=block.extra_data)
     if sealed.rejected:

@@ -1,0 +1,191 @@
+"""The node's shortcuts around py-evm's state and transactions give py-evm's answers.
+
+* ``chain.vm._AccountDB`` reads accounts of recent state roots from a flat dict instead of
+  the account trie.  Random account changes over many roots, with diverging states from
+  one root, old roots read again and roots changed under an open AccountDB, must read
+  exactly what stock py-evm's AccountDB reads from the trie, and give the same roots.
+* ``chain.senders.prime`` recovers EIP-1559 senders without py-evm's objects; on random
+  transactions (every type, access lists, bad signatures) the sender it caches is the one
+  py-evm recovers, and whatever it leaves alone is left to py-evm.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+from eth.constants import BLANK_ROOT_HASH
+from eth.db.account import AccountDB
+from eth.db.atomic import AtomicDB
+from eth_account import Account
+from eth_utils import to_checksum_address
+
+from openledger_node.chain import senders
+from openledger_node.chain.vm import VM_BY_FORK, _AccountDB, _FlatAccounts
+
+ADDRESSES = [bytes([i]) * 20 for i in range(1, 41)]
+
+
+def stock_view(db, root: bytes) -> dict[bytes, tuple]:
+    accounts = AccountDB(db, root)
+    return {a: (accounts.account_exists(a), accounts.get_balance(a), accounts.get_nonce(a), accounts.get_code_hash(a))
+            for a in ADDRESSES}
+
+
+def node_view(db, root: bytes) -> dict[bytes, tuple]:
+    accounts = _AccountDB(db, root)
+    return {a: (accounts.account_exists(a), accounts.get_balance(a), accounts.get_nonce(a), accounts.get_code_hash(a))
+            for a in ADDRESSES}
+
+
+def random_changes(accounts: AccountDB, rng: random.Random) -> None:
+    for _ in range(rng.randrange(1, 25)):
+        address = rng.choice(ADDRESSES)
+        action = rng.random()
+        if action < 0.4:
+            accounts.set_balance(address, rng.choice([0, 1, rng.getrandbits(80)]))
+        elif action < 0.6:
+            accounts.increment_nonce(address)
+        elif action < 0.75:
+            accounts.delete_account(address)
+        elif action < 0.85:
+            accounts.set_code(address, rng.randbytes(rng.randrange(1, 40)))
+        elif action < 0.95:
+            accounts.set_storage(address, rng.randrange(4), rng.randrange(3))
+        else:
+            accounts.touch_account(address)
+        if rng.random() < 0.3:  # reads between writes go through the flat layer too
+            accounts.get_balance(rng.choice(ADDRESSES))
+
+
+def test_flat_accounts_read_what_the_trie_holds() -> None:
+    rng = random.Random("flat-accounts")
+    db = AtomicDB()
+    roots = [BLANK_ROOT_HASH]
+    for step in range(60):
+        parent = rng.choice(roots[-3:])  # mostly the newest root, sometimes a sibling of it
+        node = _AccountDB(db, parent)
+        stock = AccountDB(db, parent)
+        node_view_before = {a: node.get_balance(a) for a in ADDRESSES[:10]}  # fill the flat dict
+        seed = rng.random()
+        random_changes(node, random.Random(seed))
+        random_changes(stock, random.Random(seed))
+        node.persist()
+        stock.persist()
+        assert node.state_root == stock.state_root, step
+        assert node_view_before == {a: AccountDB(db, parent).get_balance(a) for a in ADDRESSES[:10]}
+        roots.append(node.state_root)
+        for root in {roots[-1], parent, rng.choice(roots)}:  # new, parent and an old root
+            assert node_view(db, root) == stock_view(db, root), (step, root.hex())
+
+
+def test_two_states_from_one_root_do_not_see_each_other() -> None:
+    db = AtomicDB()
+    base = _AccountDB(db, BLANK_ROOT_HASH)
+    for i, address in enumerate(ADDRESSES[:5]):
+        base.set_balance(address, 100 + i)
+    base.persist()
+    root = base.state_root
+    left, right = _AccountDB(db, root), _AccountDB(db, root)
+    assert left.get_balance(ADDRESSES[0]) == right.get_balance(ADDRESSES[0]) == 100
+    left.set_balance(ADDRESSES[0], 1)
+    left.delete_account(ADDRESSES[1])
+    left.persist()
+    right.set_balance(ADDRESSES[0], 2)
+    right.persist()
+    assert _AccountDB(db, left.state_root).get_balance(ADDRESSES[0]) == 1
+    assert not _AccountDB(db, left.state_root).account_exists(ADDRESSES[1])
+    assert _AccountDB(db, right.state_root).get_balance(ADDRESSES[0]) == 2
+    assert _AccountDB(db, right.state_root).get_balance(ADDRESSES[1]) == 101
+    assert _AccountDB(db, root).get_balance(ADDRESSES[0]) == 100
+    # An AccountDB moved to another root reads that root, not the flat dict of the first
+    # (py-evm's own decoded-account cache is not emptied by the move: read after it).
+    moved, stock = _AccountDB(db, root), AccountDB(db, root)
+    moved.state_root = stock.state_root = left.state_root
+    assert moved.get_balance(ADDRESSES[0]) == stock.get_balance(ADDRESSES[0]) == 1
+    assert moved.account_exists(ADDRESSES[1]) is stock.account_exists(ADDRESSES[1]) is False
+
+
+def test_flat_accounts_keep_few_roots_and_bounded_dicts(monkeypatch) -> None:
+    monkeypatch.setattr(_FlatAccounts, "MAX_ACCOUNTS", 3)
+    flats = _FlatAccounts()
+    for i in range(10):
+        flats.get(bytes([i]) * 32)
+    assert len(flats._roots) == _FlatAccounts.MAX_ROOTS
+    db = AtomicDB()
+    accounts = _AccountDB(db, BLANK_ROOT_HASH)
+    for address in ADDRESSES[:8]:
+        accounts.set_balance(address, 5)
+    accounts.persist()
+    reader = _AccountDB(db, accounts.state_root)
+    assert all(reader.get_balance(a) == 5 for a in ADDRESSES[:8])
+    assert len(reader._flat) <= 8  # the diff of a block, plus at most MAX_ACCOUNTS reads
+
+
+# ------------------------------------------------------------------------------ senders
+
+
+KEYS = [Account.from_key((i + 7).to_bytes(32, "big")) for i in range(3)]
+
+
+def random_raw(rng: random.Random) -> bytes:
+    key = rng.choice(KEYS)
+    kind = rng.choice([0, 1, 2, 2, 2])
+    tx = {"nonce": rng.choice([0, 1, 2**64 - 2]), "gas": rng.choice([21_000, 10**6]),
+          "value": rng.choice([0, 1, 10**30]), "data": rng.randbytes(rng.choice([0, 1, 55, 56, 300])),
+          "chainId": rng.choice([1, 1612, 2**32])}
+    if rng.random() < 0.9:
+        tx["to"] = to_checksum_address(rng.randbytes(20))
+    if kind == 2:
+        tx.update(type=2, maxFeePerGas=rng.choice([1, 10**12]), maxPriorityFeePerGas=rng.choice([0, 1]))
+    else:
+        tx["gasPrice"] = rng.choice([1, 10**12])
+        if kind == 1:
+            tx["type"] = 1
+    if kind and rng.random() < 0.3:
+        tx["accessList"] = [{"address": to_checksum_address(rng.randbytes(20)), "storageKeys": ["0x" + "00" * 31 + "01"]}]
+    return bytes(key.sign_transaction(tx).raw_transaction)
+
+
+def test_primed_senders_are_py_evm_senders() -> None:
+    rng = random.Random("senders")
+    builder = VM_BY_FORK["prague"].get_transaction_builder()
+    primed = 0
+    for _ in range(300):
+        raw = random_raw(rng)
+        tx, reference = builder.decode(raw), builder.decode(raw)
+        senders.prime([tx])
+        if "sender" in tx.__dict__:
+            primed += 1
+            assert tx.type_id == 2 and not tx.access_list
+        else:
+            assert tx.type_id != 2 or tx.access_list
+        assert tx.sender == reference.sender
+    assert primed > 100
+
+
+@pytest.mark.parametrize("field, value", [(10, 0), (11, 0), (10, senders.SECP256K1_N), (9, 2), (10, 2**256 - 1),
+                                          (11, 1), (11, senders.SECP256K1_N - 1)])
+def test_bad_signatures_get_py_evm_outcomes(field: int, value: int) -> None:
+    """A signature value out of range is left to py-evm (its error, its message); one in
+    range that does not match gives py-evm's (wrong but well-defined) sender."""
+    import rlp
+
+    builder = VM_BY_FORK["prague"].get_transaction_builder()
+    raw = bytes(KEYS[0].sign_transaction({"type": 2, "chainId": 1612, "nonce": 0, "to": "0x" + "11" * 20, "value": 1,
+                                          "gas": 21_000, "maxFeePerGas": 10, "maxPriorityFeePerGas": 1}).raw_transaction)
+    fields = rlp.decode(raw[1:])
+    fields[field] = value
+    bad_raw = b"\x02" + rlp.encode(fields)
+    tx, reference = builder.decode(bad_raw), builder.decode(bad_raw)
+    try:
+        expected = ("sender", reference.sender)
+    except Exception as exc:
+        expected = ("error", type(exc).__name__, str(exc))
+    senders.prime([tx])
+    if expected[0] == "error":
+        assert "sender" not in tx.__dict__
+        with pytest.raises(Exception) as raised:
+            tx.sender
+        assert ("error", type(raised.value).__name__, str(raised.value)) == expected
+    else:
+        assert "sender" in tx.__dict__ and tx.sender == expected[1] != bytes.fromhex(KEYS[0].address[2:])
