@@ -1,9 +1,11 @@
 """The node's shortcuts around py-evm's state and transactions give py-evm's answers.
 
 * ``chain.vm._AccountDB`` reads accounts of recent state roots from a flat dict instead of
-  the account trie.  Random account changes over many roots, with diverging states from
-  one root, old roots read again and roots changed under an open AccountDB, must read
-  exactly what stock py-evm's AccountDB reads from the trie, and give the same roots.
+  the account trie, and applies a block's account and storage changes to their tries at
+  once.  Random account and storage changes over many roots (with checkpoints kept and
+  reverted, storage wipes, diverging states from one root, old roots read again and roots
+  changed under an open AccountDB) must read exactly what stock py-evm's AccountDB reads,
+  and give the same roots.
 * ``chain.senders.prime`` recovers EIP-1559 senders without py-evm's objects; on random
   transactions (every type, access lists, bad signatures) the sender it caches is the one
   py-evm recovers, and whatever it leaves alone is left to py-evm.
@@ -25,20 +27,33 @@ from openledger_node.chain.vm import VM_BY_FORK, _AccountDB, _FlatAccounts
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 41)]
 
 
-def stock_view(db, root: bytes) -> dict[bytes, tuple]:
-    accounts = AccountDB(db, root)
-    return {a: (accounts.account_exists(a), accounts.get_balance(a), accounts.get_nonce(a), accounts.get_code_hash(a))
+def view(accounts: AccountDB) -> dict[bytes, tuple]:
+    return {a: (accounts.account_exists(a), accounts.get_balance(a), accounts.get_nonce(a), accounts.get_code_hash(a),
+                accounts._get_storage_root(a), tuple(accounts.get_storage(a, slot) for slot in range(4)))
             for a in ADDRESSES}
+
+
+def stock_view(db, root: bytes) -> dict[bytes, tuple]:
+    return view(AccountDB(db, root))
 
 
 def node_view(db, root: bytes) -> dict[bytes, tuple]:
-    accounts = _AccountDB(db, root)
-    return {a: (accounts.account_exists(a), accounts.get_balance(a), accounts.get_nonce(a), accounts.get_code_hash(a))
-            for a in ADDRESSES}
+    return view(_AccountDB(db, root))
 
 
 def random_changes(accounts: AccountDB, rng: random.Random) -> None:
-    for _ in range(rng.randrange(1, 25)):
+    """Random writes and reads, some inside checkpoints that are then kept or reverted (a
+    revert past a storage wipe too), and storage roots made in between."""
+    checkpoints = []
+    wiped: set[bytes] = set()  # py-evm reverts across one storage wipe per account at most
+    for _ in range(rng.randrange(1, 40)):
+        if rng.random() < 0.1:
+            checkpoints.append(accounts.record())
+        if checkpoints and rng.random() < 0.08:
+            checkpoint = checkpoints.pop()
+            (accounts.discard if rng.random() < 0.5 else accounts.commit)(checkpoint)
+        if rng.random() < 0.03 and not checkpoints:
+            accounts.make_state_root()
         address = rng.choice(ADDRESSES)
         action = rng.random()
         if action < 0.4:
@@ -46,7 +61,11 @@ def random_changes(accounts: AccountDB, rng: random.Random) -> None:
         elif action < 0.6:
             accounts.increment_nonce(address)
         elif action < 0.75:
-            accounts.delete_account(address)
+            if not checkpoints:  # as in the EVM: accounts go at a transaction's end, outside any call
+                accounts.delete_account(address)
+            elif address not in wiped:  # a creation's storage wipe inside a call, maybe reverted
+                wiped.add(address)
+                accounts.delete_storage(address)
         elif action < 0.85:
             accounts.set_code(address, rng.randbytes(rng.randrange(1, 40)))
         elif action < 0.95:
@@ -55,6 +74,10 @@ def random_changes(accounts: AccountDB, rng: random.Random) -> None:
             accounts.touch_account(address)
         if rng.random() < 0.3:  # reads between writes go through the flat layer too
             accounts.get_balance(rng.choice(ADDRESSES))
+            accounts.get_storage(rng.choice(ADDRESSES), rng.randrange(4))
+    while checkpoints:
+        checkpoint = checkpoints.pop()
+        (accounts.discard if rng.random() < 0.5 else accounts.commit)(checkpoint)
 
 
 def test_flat_accounts_read_what_the_trie_holds() -> None:

@@ -39,6 +39,8 @@ from eth.constants import BLANK_ROOT_HASH
 from eth.db.account import AccountDB
 from eth.db.cache import CacheDB
 from eth.db.journal import JournalDB
+from eth.db.storage import AccountStorageDB, StorageLookup
+from eth_hash.auto import keccak
 from eth.rlp.accounts import Account
 from eth.vm.chain_context import ChainContext
 import rlp
@@ -51,6 +53,7 @@ from .. import blobs
 from ..precompiles.attribution import ProofOfAttribution
 from ..precompiles.registry import DatanetRegistry
 from . import _evm_loop, trie
+from .trie import BulkUpdate
 
 trie.use_in_py_evm()  # same roots, built faster
 blobs.use_in_py_evm()  # the KZG setup loaded once, not per 0x0a call
@@ -226,6 +229,66 @@ class _FlatLayer:
         self._account_db._flat_root = None
 
 
+class _StorageLookup(StorageLookup):
+    """py-evm's storage trie of one account, with writes held until its root is needed and
+    then applied at once (trie.BulkUpdate) instead of slot by slot.  Reads see the held
+    writes; a switch to a new (wiped) trie applies them first, a rollback past the switch
+    drops the wiped trie's."""
+
+    def _initialize_to_root_hash(self, root_hash) -> None:
+        super()._initialize_to_root_hash(root_hash)
+        self._pending: dict[bytes, bytes] = {}
+
+    def _flush(self) -> None:
+        if self._pending:
+            write_trie = self._get_write_trie()
+            write_trie.root_hash = BulkUpdate(self._trie_nodes_batch).apply(write_trie.root_hash, self._pending)
+            self._pending = {}
+
+    def __getitem__(self, key: bytes) -> bytes:
+        pending = self._pending.get(self._decode_key(key)) if self._pending else None
+        return super().__getitem__(key) if pending is None else pending
+
+    def _exists(self, key: bytes) -> bool:
+        pending = self._pending.get(self._decode_key(key)) if self._pending else None
+        return super()._exists(key) if pending is None else pending != b""
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._get_write_trie()  # the root has changed from here on (has_changed_root)
+        self._pending[self._decode_key(key)] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        self._get_write_trie()
+        self._pending[self._decode_key(key)] = b""
+
+    def get_changed_root(self):
+        self._flush()
+        return super().get_changed_root()
+
+    def commit_to(self, db) -> None:
+        self._flush()
+        super().commit_to(db)
+
+    def new_trie(self) -> int:
+        self._flush()
+        return super().new_trie()
+
+    def rollback_trie(self, trie_index: int) -> None:
+        self._pending = {}
+        super().rollback_trie(trie_index)
+
+
+class _AccountStorageDB(AccountStorageDB):
+    """py-evm's AccountStorageDB over ``_StorageLookup``."""
+
+    def __init__(self, db, storage_root, address) -> None:
+        super().__init__(db, storage_root, address)
+        self._storage_lookup = _StorageLookup(db, storage_root, address)
+        self._storage_cache = CacheDB(self._storage_lookup)
+        self._locked_changes = JournalDB(self._storage_cache)
+        self._journal_storage = JournalDB(self._locked_changes)
+
+
 class _AccountDB(AccountDB):
     """py-evm's AccountDB, handing out ``_Account``s, and reading accounts that a recent
     block already read or wrote from ``_FLAT_ACCOUNTS`` instead of walking the account
@@ -240,9 +303,22 @@ class _AccountDB(AccountDB):
         self._trie_cache = CacheDB(_FlatLayer(self._trie_logger, self))
         self._journaltrie = JournalDB(self._trie_cache)
 
+    def _get_address_store(self, address):
+        # AccountDB._get_address_store, with the node's AccountStorageDB
+        store = self._account_stores.get(address)
+        if store is None:
+            store = self._account_stores[address] = _AccountStorageDB(
+                self._raw_store_db, self._get_storage_root(address), address)
+        return store
+
     def _apply_account_diff_without_proof(self, diff, trie) -> None:
+        """Apply the block's account changes to the account trie at once (trie.BulkUpdate)
+        instead of key by key; ``trie`` is py-evm's HashTrie over the squashing HexaryTrie."""
         self._flat_diff = diff
-        super()._apply_account_diff_without_proof(diff, trie)
+        changes = {keccak(address): b"" for address in diff.deleted_keys()}
+        changes.update((keccak(address), value) for address, value in diff.pending_items())
+        hexary = trie._db
+        hexary.root_hash = BulkUpdate(hexary.db).apply(hexary.root_hash, changes)
 
     def make_state_root(self):
         before = self._trie.root_hash
