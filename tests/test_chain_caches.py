@@ -144,6 +144,27 @@ def test_flat_accounts_keep_few_roots_and_bounded_dicts(monkeypatch) -> None:
     assert len(reader._flat) <= 8  # the diff of a block, plus at most MAX_ACCOUNTS reads
 
 
+def test_hand_written_rlp_is_pyrlp() -> None:
+    import rlp
+    from eth.rlp.accounts import Account as RlpAccount
+
+    from openledger_node.chain import rlp_encode
+
+    rng = random.Random("rlp")
+    edges = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 2**64, 2**256 - 1]
+    for _ in range(500):
+        nonce, balance = rng.choice(edges + [rng.getrandbits(64)]), rng.choice(edges + [rng.getrandbits(200)])
+        storage_root, code_hash = rng.randbytes(32), rng.randbytes(32)
+        assert rlp_encode.account(nonce, balance, storage_root, code_hash) == rlp.encode(
+            RlpAccount(nonce, balance, storage_root, code_hash))
+        data = rng.randbytes(rng.choice([0, 1, 55, 56, 57, 255, 256, 70_000]))
+        if len(data) == 1 and rng.random() < 0.5:
+            data = bytes([rng.choice([0, 0x7F, 0x80])])
+        assert rlp_encode.string(data) == rlp.encode(data)
+        assert rlp_encode.uint(nonce) == rlp.encode(nonce)
+        assert rlp_encode.list_of(rlp_encode.string(data), rlp_encode.uint(balance)) == rlp.encode([data, balance])
+
+
 # ------------------------------------------------------------------------------ senders
 
 

@@ -20,26 +20,9 @@ from typing import Iterable
 from coincurve import PublicKey
 from eth_hash.auto import keccak
 
+from . import rlp_encode
+
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
-def _length_prefix(length: int, offset: int) -> bytes:
-    if length < 56:
-        return bytes([offset + length])
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([offset + 55 + len(size)]) + size
-
-
-def _string(value: bytes) -> bytes:
-    if len(value) == 1 and value[0] < 0x80:
-        return value
-    return _length_prefix(len(value), 0x80) + value
-
-
-def _uint(value: int) -> bytes:
-    if value == 0:
-        return b"\x80"
-    return _string(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 def signing_message(tx) -> bytes | None:
@@ -47,11 +30,10 @@ def signing_message(tx) -> bytes | None:
     None for a transaction this module leaves to py-evm."""
     if getattr(tx, "type_id", None) != 2 or tx.access_list:
         return None
-    payload = b"".join((
-        _uint(tx.chain_id), _uint(tx.nonce), _uint(tx.max_priority_fee_per_gas), _uint(tx.max_fee_per_gas),
-        _uint(tx.gas), _string(tx.to), _uint(tx.value), _string(tx.data), b"\xc0",
-    ))
-    return b"\x02" + _length_prefix(len(payload), 0xC0) + payload
+    return b"\x02" + rlp_encode.list_of(
+        rlp_encode.uint(tx.chain_id), rlp_encode.uint(tx.nonce), rlp_encode.uint(tx.max_priority_fee_per_gas),
+        rlp_encode.uint(tx.max_fee_per_gas), rlp_encode.uint(tx.gas), rlp_encode.string(tx.to),
+        rlp_encode.uint(tx.value), rlp_encode.string(tx.data), b"\xc0")
 
 
 def recover(tx) -> bytes | None:

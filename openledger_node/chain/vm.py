@@ -39,6 +39,7 @@ from eth.constants import BLANK_ROOT_HASH
 from eth.db.account import AccountDB
 from eth.db.cache import CacheDB
 from eth.db.journal import JournalDB
+from eth_utils import get_extended_debug_logger
 from eth.db.storage import AccountStorageDB, StorageLookup
 from eth_hash.auto import keccak
 from eth.rlp.accounts import Account
@@ -52,7 +53,7 @@ from eth.exceptions import Halt
 from .. import blobs
 from ..precompiles.attribution import ProofOfAttribution
 from ..precompiles.registry import DatanetRegistry
-from . import _evm_loop, trie
+from . import _evm_loop, rlp_encode, trie
 from .trie import BulkUpdate
 
 trie.use_in_py_evm()  # same roots, built faster
@@ -303,6 +304,12 @@ class _AccountDB(AccountDB):
         self._trie_cache = CacheDB(_FlatLayer(self._trie_logger, self))
         self._journaltrie = JournalDB(self._trie_cache)
 
+    def _set_account(self, address, account) -> None:
+        # AccountDB._set_account, with the account encoded by hand (rlp_encode.account)
+        self._account_cache[address] = account
+        self._journaltrie[address] = rlp_encode.account(
+            account.nonce, account.balance, account.storage_root, account.code_hash)
+
     def _get_address_store(self, address):
         # AccountDB._get_address_store, with the node's AccountStorageDB
         store = self._account_stores.get(address)
@@ -424,7 +431,9 @@ def _node_vm(name: str, vm):
     computation_class = state_class.computation_class
     fast_computation = type(computation_class.__name__, (_NativeLoopComputation, computation_class), {"__module__": __name__})
     fast_state = type(state_class.__name__, (state_class,), {
-        "account_db_class": _AccountDB, "computation_class": fast_computation, "__module__": __name__})
+        "account_db_class": _AccountDB, "computation_class": fast_computation, "__module__": __name__,
+        # py-evm's BaseState.logger looks its logger up anew at every use (several per transaction)
+        "logger": get_extended_debug_logger(f"eth.vm.state.{state_class.__name__}")})
     base_create_header = vm.create_header_from_parent
 
     def create_header_from_parent(parent_header, **header_params):

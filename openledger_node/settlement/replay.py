@@ -175,9 +175,10 @@ def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> Seale
     if block.gas_limit != parent.gas_limit:
         raise ReplayError(batch, block.number, f"gas limit {block.gas_limit} differs from the parent's {parent.gas_limit}")
     transactions = []
+    builder = blockchain.transaction_builder()
     for i, raw in enumerate(block.transactions):
         try:
-            transactions.append(blockchain.decode_transaction(raw))
+            transactions.append(builder.decode(raw))
         except Exception as exc:  # py-evm raises many types on malformed encodings
             raise ReplayError(batch, block.number, f"transaction {i} cannot be decoded: {type(exc).__name__}") from None
     senders.prime(transactions)
