@@ -9,7 +9,8 @@ poster, and replays it from L1 alone with the auditor.  It prints, per workload:
 - the compression ratio (RLP bytes / batch bytes) of each codec tried, over the very
   block ranges the poster posted;
 - L1 gas per L2 transaction (all batch transactions' gas, over all L2 transactions);
-- the replay's execution speed against the sequencer's, on the same transactions.
+- the replay's execution speed against the sequencer's, on the same transactions, and
+  against the same replay on py-evm's own VMs (the peer: ``chain.vm.stock_vms``).
   "seal" is the sequencer's block building alone (its peak); "admit+seal" adds the
   pool's admission (decoding, signature recovery, checks) that every transaction
   goes through before a block; "chain peak" is what the chain can carry at most: full
@@ -39,6 +40,7 @@ from eth_utils import to_checksum_address  # noqa: E402
 from anvil_process import running_anvil  # noqa: E402
 from openledger_node.chain.chain import Blockchain, contract_address  # noqa: E402
 from openledger_node.chain.genesis import load_genesis  # noqa: E402
+from openledger_node.chain.vm import stock_vms  # noqa: E402
 from openledger_node.contracts import CONTRACTS_DIR, compile_contracts  # noqa: E402
 from openledger_node.devkeys import DEV_ACCOUNTS  # noqa: E402
 from openledger_node.node import Node, NodeConfig  # noqa: E402
@@ -196,9 +198,11 @@ async def measure_l1(url: str, inbox_address: bytes, chain: Blockchain) -> dict[
     return {"batches": batches, "gas": gas, **sizes}
 
 
-async def replay_into(url: str, inbox_address: bytes, datadir: Path):
+async def replay_into(url: str, inbox_address: bytes, datadir: Path, vms: dict | None = None):
     Blockchain.init(datadir, load_genesis(GENESIS)).close()
     chain = Blockchain.open(datadir, sync=False)
+    if vms is not None:
+        chain.chain.vms = vms
     l1 = L1Client(url, timeout=60)
     try:
         return await replay(l1, inbox_address, chain)
@@ -230,6 +234,9 @@ def run(workload: Workload, txs: int, per_block: int, tmp: Path, block_time: flo
         finally:
             node.blockchain.close()
         summary = asyncio.run(replay_into(anvil.url, inbox_address, tmp / "audit"))
+        stock = asyncio.run(replay_into(anvil.url, inbox_address, tmp / "audit-stock", stock_vms()))
+        if (stock.head_hash, stock.state_root) != (summary.head_hash, summary.state_root):
+            raise SystemExit("the replay on stock py-evm VMs reached another head than the node's")
     return {
         "workload": workload.name, "txs": count, "all_txs": all_txs, "batches": l1["batches"],
         "bytes_per_tx": l1["rlp"] / all_txs,
@@ -238,6 +245,7 @@ def run(workload: Workload, txs: int, per_block: int, tmp: Path, block_time: flo
         "seal_tps": count / seal_s, "admit_tps": count / total_s,
         "replay_tps": summary.transactions / summary.execute_seconds,
         "replay_wall_tps": summary.transactions / summary.seconds,
+        "stock_tps": stock.transactions / stock.execute_seconds,
         # The most the chain can produce: full blocks of this workload every block_time seconds.
         "peak_tps": gas_limit / (gas / count) / block_time,
     }
@@ -260,12 +268,12 @@ def main() -> None:
                             args.block_time))
     head = ("workload", "L2 txs", "batches", "RLP B/tx", "zlib x", "brotli x", "L1 gas/tx",
             "seal tx/s", "admit+seal tx/s", "replay tx/s", "replay/seal", "replay incl. L1 fetch tx/s",
-            "chain peak tx/s", "replay/peak")
+            "stock py-evm replay tx/s", "node/stock", "chain peak tx/s", "replay/peak")
     table = [head] + [(
         r["workload"], str(r["all_txs"]), str(r["batches"]), f"{r['bytes_per_tx']:.0f}", f"{r['zlib']:.2f}",
         f"{r['brotli']:.2f}", f"{r['gas_per_tx']:.0f}", f"{r['seal_tps']:.0f}", f"{r['admit_tps']:.0f}",
         f"{r['replay_tps']:.0f}", f"{r['replay_tps'] / r['seal_tps']:.2f}x", f"{r['replay_wall_tps']:.0f}",
-        f"{r['peak_tps']:.0f}", f"{r['replay_tps'] / r['peak_tps']:.2f}x",
+        f"{r['stock_tps']:.0f}", f"{r['replay_tps'] / r['stock_tps']:.2f}x", f"{r['peak_tps']:.0f}", f"{r['replay_tps'] / r['peak_tps']:.2f}x",
     ) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for i, row in enumerate(table):
@@ -275,7 +283,9 @@ def main() -> None:
     print(f"\n{args.txs} measured transactions per workload from {len(SENDERS)} senders, {args.per_block} per block; "
           "compression over the block ranges the poster posted (codec in use: "
           f"{codec.VERSIONS[codec.DEFAULT_VERSION]}); replay tx/s counts block building only, \"incl. L1 fetch\" "
-          "adds reading events and calldata from anvil; chain peak = block gas limit / gas per tx / "
+          "adds reading events and calldata from anvil; \"stock py-evm\" is the same replay of the same batches "
+          "with py-evm's own VMs (chain.vm.stock_vms: the precompiles, none of the node's speed-ups), which must "
+          "reach the same head; chain peak = block gas limit / gas per tx / "
           f"{args.block_time:g} s block time.", flush=True)
 
 

@@ -22,7 +22,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from openledger_node.chain import senders
-from openledger_node.chain.vm import VM_BY_FORK, _AccountDB, _FlatAccounts
+from openledger_node.chain.vm import _FLAT_ACCOUNTS, _FLAT_STORAGE, VM_BY_FORK, _AccountDB, _FlatRoots
 
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 41)]
 
@@ -128,20 +128,24 @@ def test_two_states_from_one_root_do_not_see_each_other() -> None:
     assert moved.account_exists(ADDRESSES[1]) is stock.account_exists(ADDRESSES[1]) is False
 
 
-def test_flat_accounts_keep_few_roots_and_bounded_dicts(monkeypatch) -> None:
-    monkeypatch.setattr(_FlatAccounts, "MAX_ACCOUNTS", 3)
-    flats = _FlatAccounts()
+def test_flat_dicts_keep_few_roots_and_bounded_sizes(monkeypatch) -> None:
+    flats = _FlatRoots(max_roots=4, max_entries=3)
     for i in range(10):
         flats.get(bytes([i]) * 32)
-    assert len(flats._roots) == _FlatAccounts.MAX_ROOTS
+    assert len(flats._roots) == 4 and bytes([9]) * 32 in flats._roots
+    monkeypatch.setattr(_FLAT_ACCOUNTS, "max_entries", 3)
+    monkeypatch.setattr(_FLAT_STORAGE, "max_entries", 3)
     db = AtomicDB()
     accounts = _AccountDB(db, BLANK_ROOT_HASH)
     for address in ADDRESSES[:8]:
         accounts.set_balance(address, 5)
+        accounts.set_storage(ADDRESSES[0], int.from_bytes(address, "big"), 9)
     accounts.persist()
     reader = _AccountDB(db, accounts.state_root)
     assert all(reader.get_balance(a) == 5 for a in ADDRESSES[:8])
-    assert len(reader._flat) <= 8  # the diff of a block, plus at most MAX_ACCOUNTS reads
+    assert all(reader.get_storage(ADDRESSES[0], int.from_bytes(a, "big")) == 9 for a in ADDRESSES[:8])
+    assert len(reader._flat) <= 8  # the diff of a block, plus at most max_entries reads
+    assert len(_FLAT_STORAGE.get(reader._get_storage_root(ADDRESSES[0]))) <= 8
 
 
 def test_hand_written_rlp_is_pyrlp() -> None:

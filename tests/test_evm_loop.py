@@ -33,7 +33,7 @@ CONTRACT = bytes.fromhex("c0de" * 10)
 OTHER = bytes.fromhex("0e" * 20)
 SENDER = bytes.fromhex("5e" * 20)
 INTERESTING = [0, 1, 2, 3, 31, 32, 33, 64, 255, 256, 1000, 2**31, 2**32 - 1, 2**32, 2**63, 2**64,
-               2**128, 2**255, 2**255 + 1, 2**256 - 2, 2**256 - 1]
+               2**128, 2**255 - 1, 2**255, 2**255 + 1, 2**256 - 2, 2**256 - 1]
 OFFSETS = [0, 1, 31, 32, 64, 100, 1000, 4096, 2**16, 2**20, 2**24, 2**32 - 33, 2**32 - 1, 2**32, 2**40, 2**64,
            2**256 - 1, 2**256 - 32]
 # Opcodes the C loop runs, and neighbours it hands to py-evm (signed arithmetic, EXP, SHA3,

@@ -5,7 +5,7 @@ with the common opcodes executed inline.
 py-evm runs each opcode as a chain of Python calls (the opcode object, its gas charge,
 its logic function, the stack's pop and push methods).  Here one C loop reads the code
 and executes, on py-evm's own stack list, memory and gas meter, the opcodes whose
-semantics are pure: arithmetic, comparison and bit operations, PUSH/DUP/SWAP/POP,
+semantics are pure: arithmetic, (signed) comparison and bit operations, PUSH/DUP/SWAP/POP,
 JUMP/JUMPI/JUMPDEST/PC/GAS, MLOAD/MSTORE/MSTORE8/MSIZE, CALLDATALOAD/CALLDATASIZE,
 CALLVALUE/CALLER/ADDRESS, SHA3.  Every other opcode (storage, calls, creates, logs, hashing,
 RETURN/REVERT, anything a fork or the node adds) is py-evm's own opcode function,
@@ -33,6 +33,8 @@ from eth.vm.logic import arithmetic, comparison, context, duplication, flow, mem
 from eth_hash.auto import keccak
 
 cdef object UINT_256_MAX = 2 ** 256 - 1
+cdef object UINT_255_MAX = 2 ** 255 - 1
+cdef object UINT_256_CEILING = 2 ** 256
 # Frames starting with more gas than this run py-evm's loop (gas is a C integer here, and
 # memory costs below are computed in C).  No block or call can hold that much.
 GAS_CAP = 2 ** 40
@@ -52,6 +54,8 @@ cdef enum:
     K_MULMOD
     K_LT
     K_GT
+    K_SLT
+    K_SGT
     K_EQ
     K_ISZERO
     K_AND
@@ -95,6 +99,8 @@ _NATIVE = {
     arithmetic.shr: (K_SHR, 0),
     comparison.lt: (K_LT, 0),
     comparison.gt: (K_GT, 0),
+    comparison.slt: (K_SLT, 0),
+    comparison.sgt: (K_SGT, 0),
     comparison.eq: (K_EQ, 0),
     comparison.iszero: (K_ISZERO, 0),
     comparison.and_op: (K_AND, 0),
@@ -363,6 +369,12 @@ def run(computation, Table t):
                 v = 1 if a < b else 0
             elif kind == K_GT:
                 v = 1 if a > b else 0
+            elif kind == K_SLT or kind == K_SGT:  # signed: values from 2**255 up are negative
+                if a > UINT_255_MAX:
+                    a = a - UINT_256_CEILING
+                if b > UINT_255_MAX:
+                    b = b - UINT_256_CEILING
+                v = (1 if a < b else 0) if kind == K_SLT else (1 if a > b else 0)
             elif kind == K_EQ:
                 v = 1 if a == b else 0
             elif kind == K_AND:

@@ -41,6 +41,8 @@ from eth.db.cache import CacheDB
 from eth.db.journal import JournalDB
 from eth_utils import get_extended_debug_logger
 from eth.db.storage import AccountStorageDB, StorageLookup
+from eth.vm.interrupt import MissingStorageTrieNode
+from eth_utils import int_to_big_endian
 from eth_hash.auto import keccak
 from eth.rlp.accounts import Account
 from eth.vm.chain_context import ChainContext
@@ -154,47 +156,44 @@ class _Account(Account):
 _BLANK_ACCOUNT = _Account()
 
 
-class _FlatAccounts:
-    """The accounts of recent state roots, by address: what the account trie holds at that
-    root (an encoded account, or b"" for none).  A state root names its content, so an
-    entry is true in any database; each root's dict is written only with what the trie
-    holds at that root, and a new root gets a new dict (readers of the old root keep
-    theirs)."""
+class _FlatRoots:
+    """The content of the tries of recent roots, by trie key: what the trie holds at that
+    root (an encoded value, or b"" for none).  A root names its content, so an entry is
+    true in any database and for any account; each root's dict is written only with what
+    its trie holds, and a new root gets a new dict (readers of the old root keep theirs)."""
 
-    MAX_ROOTS = 4
-    MAX_ACCOUNTS = 100_000
-
-    def __init__(self) -> None:
+    def __init__(self, max_roots: int, max_entries: int) -> None:
+        self.max_roots = max_roots
+        self.max_entries = max_entries
         self._roots: collections.OrderedDict[bytes, dict[bytes, bytes]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, root: bytes) -> dict[bytes, bytes]:
         with self._lock:
-            accounts = self._roots.get(root)
-            if accounts is None:
-                accounts = self._roots[root] = {}
-                while len(self._roots) > self.MAX_ROOTS:
+            entries = self._roots.get(root)
+            if entries is None:
+                entries = self._roots[root] = {}
+                while len(self._roots) > self.max_roots:
                     self._roots.popitem(last=False)
             else:
                 self._roots.move_to_end(root)
-            return accounts
+            return entries
 
-    def advance(self, old: dict[bytes, bytes], root: bytes, diff) -> dict[bytes, bytes]:
-        """The dict of ``root``: ``old`` (the parent root's) with the trie diff applied."""
-        accounts = dict(old) if len(old) < self.MAX_ACCOUNTS else {}
-        for key in diff.deleted_keys():
-            accounts[key] = b""
-        for key, value in diff.pending_items():
-            accounts[key] = value
+    def advance(self, old: dict[bytes, bytes], root: bytes, changes) -> dict[bytes, bytes]:
+        """The dict of ``root``: ``old`` (the parent root's) with ``changes`` ((key, value)
+        pairs, b"" for deleted) applied."""
+        entries = dict(old) if len(old) < self.max_entries else {}
+        entries.update(changes)
         with self._lock:
-            self._roots[root] = accounts
+            self._roots[root] = entries
             self._roots.move_to_end(root)
-            while len(self._roots) > self.MAX_ROOTS:
+            while len(self._roots) > self.max_roots:
                 self._roots.popitem(last=False)
-        return accounts
+        return entries
 
 
-_FLAT_ACCOUNTS = _FlatAccounts()
+_FLAT_ACCOUNTS = _FlatRoots(max_roots=4, max_entries=100_000)
+_FLAT_STORAGE = _FlatRoots(max_roots=512, max_entries=20_000)  # by storage root: many accounts'
 
 
 class _FlatLayer:
@@ -214,7 +213,7 @@ class _FlatLayer:
         value = accounts.get(address)
         if value is None:
             value = self._db[address]
-            if len(accounts) < _FlatAccounts.MAX_ACCOUNTS:
+            if len(accounts) < _FLAT_ACCOUNTS.max_entries:
                 accounts[address] = value
         return value
 
@@ -232,27 +231,44 @@ class _FlatLayer:
 
 class _StorageLookup(StorageLookup):
     """py-evm's storage trie of one account, with writes held until its root is needed and
-    then applied at once (trie.BulkUpdate) instead of slot by slot.  Reads see the held
-    writes; a switch to a new (wiped) trie applies them first, a rollback past the switch
-    drops the wiped trie's."""
+    then applied at once (trie.BulkUpdate) instead of slot by slot, and reads of the
+    starting root served from ``_FLAT_STORAGE`` when a recent block read or wrote the slot.
+    Reads see the held writes; a switch to a new (wiped) trie applies them first, a
+    rollback past the switch drops the wiped trie's."""
 
     def _initialize_to_root_hash(self, root_hash) -> None:
         super()._initialize_to_root_hash(root_hash)
         self._pending: dict[bytes, bytes] = {}
+        self._applied: dict[bytes, bytes] | None = {}  # written into the trie since root_hash
+        self._flat_root = root_hash
+        self._flat = _FLAT_STORAGE.get(root_hash)
 
     def _flush(self) -> None:
         if self._pending:
             write_trie = self._get_write_trie()
             write_trie.root_hash = BulkUpdate(self._trie_nodes_batch).apply(write_trie.root_hash, self._pending)
+            if self._applied is not None:
+                self._applied.update(self._pending)
             self._pending = {}
 
     def __getitem__(self, key: bytes) -> bytes:
-        pending = self._pending.get(self._decode_key(key)) if self._pending else None
-        return super().__getitem__(key) if pending is None else pending
+        slot = self._decode_key(key)
+        if self._pending:
+            value = self._pending.get(slot)
+            if value is not None:
+                return value
+        if self._write_trie is None and self._starting_root_hash == self._flat_root:
+            flat = self._flat
+            value = flat.get(slot)
+            if value is None:
+                value = super().__getitem__(key)
+                if len(flat) < _FLAT_STORAGE.max_entries:
+                    flat[slot] = value
+            return value
+        return super().__getitem__(key)
 
     def _exists(self, key: bytes) -> bool:
-        pending = self._pending.get(self._decode_key(key)) if self._pending else None
-        return super()._exists(key) if pending is None else pending != b""
+        return self[key] != b""  # as the trie answers: a slot exists when it holds a value
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self._get_write_trie()  # the root has changed from here on (has_changed_root)
@@ -268,19 +284,26 @@ class _StorageLookup(StorageLookup):
 
     def commit_to(self, db) -> None:
         self._flush()
-        super().commit_to(db)
+        known = self._applied is not None and self._starting_root_hash == self._flat_root
+        flat, applied = self._flat, self._applied
+        super().commit_to(db)  # now at the new root (_initialize_to_root_hash)
+        if known:
+            self._flat = _FLAT_STORAGE.advance(flat, self._starting_root_hash, applied.items())
 
     def new_trie(self) -> int:
         self._flush()
+        self._applied = None  # what follows is relative to the wiped trie: not followed here
         return super().new_trie()
 
     def rollback_trie(self, trie_index: int) -> None:
         self._pending = {}
+        self._applied = None
         super().rollback_trie(trie_index)
 
 
 class _AccountStorageDB(AccountStorageDB):
-    """py-evm's AccountStorageDB over ``_StorageLookup``."""
+    """py-evm's AccountStorageDB over ``_StorageLookup``, with slot values encoded and
+    decoded by hand (the canonical RLP integers pyrlp writes; anything else goes to pyrlp)."""
 
     def __init__(self, db, storage_root, address) -> None:
         super().__init__(db, storage_root, address)
@@ -288,6 +311,40 @@ class _AccountStorageDB(AccountStorageDB):
         self._storage_cache = CacheDB(self._storage_lookup)
         self._locked_changes = JournalDB(self._storage_cache)
         self._journal_storage = JournalDB(self._locked_changes)
+
+    def get(self, slot: int, from_journal: bool = True) -> int:
+        # AccountStorageDB.get
+        self._accessed_slots.add(slot)
+        key = int_to_big_endian(slot)
+        lookup_db = self._journal_storage if from_journal else self._locked_changes
+        try:
+            encoded = lookup_db[key]
+        except MissingStorageTrieNode:
+            raise
+        except KeyError:
+            return 0
+        if encoded == b"":
+            return 0
+        first = encoded[0]
+        if first < 0x80 and len(encoded) == 1:
+            return first
+        if 0x80 < first <= 0xA0 and len(encoded) == first - 0x7F and (first > 0x81 or encoded[1] >= 0x80) \
+                and encoded[1] != 0:
+            return int.from_bytes(encoded[1:], "big")
+        return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int)
+
+    def set(self, slot: int, value: int) -> None:
+        # AccountStorageDB.set
+        key = int_to_big_endian(slot)
+        if value:
+            self._journal_storage[key] = rlp_encode.uint(value)
+        else:
+            try:
+                current = self._journal_storage[key]
+            except KeyError:
+                return  # deleting an empty key has no effect
+            if current != b"":
+                del self._journal_storage[key]
 
 
 class _AccountDB(AccountDB):
@@ -333,7 +390,10 @@ class _AccountDB(AccountDB):
         root = super().make_state_root()
         if root != before:
             if self._flat_diff is not None and self._flat_root == before:
-                self._flat = _FLAT_ACCOUNTS.advance(self._flat, root, self._flat_diff)
+                diff = self._flat_diff
+                changes = [(address, b"") for address in diff.deleted_keys()]
+                changes.extend(diff.pending_items())
+                self._flat = _FLAT_ACCOUNTS.advance(self._flat, root, changes)
             else:
                 self._flat = _FLAT_ACCOUNTS.get(root)
             self._flat_root = root
@@ -493,3 +553,15 @@ OPENLEDGER_VM_BY_FORK = {
     name: _with_precompiles(vm) if FORK_ORDER.index(name) >= _FIRST_PRECOMPILE_FORK else vm
     for name, vm in VM_BY_FORK.items()
 }
+
+
+def stock_vms(openledger: bool = True) -> dict[str, type]:
+    """py-evm's own VMs (none of the node's speed-ups: interpreter loop, flat accounts,
+    bulk trie updates, shallow copies), with the OpenLedger precompiles if ``openledger``:
+    the peer that benchmarks measure the node's VMs against (``Blockchain.chain.vms``)."""
+    vms = {}
+    for name, vm in FORKS:
+        plain = type(f"Stock{vm.__name__}", (vm,), {"support_dao_fork": False, "__module__": __name__})
+        use_precompiles = openledger and FORK_ORDER.index(name) >= _FIRST_PRECOMPILE_FORK
+        vms[name] = _with_precompiles(plain) if use_precompiles else plain
+    return vms
