@@ -1,13 +1,13 @@
-"""Roots of the per-block transaction, receipt and withdrawal tries.
+"""Merkle-Patricia tries built and updated many keys at a time.
 
-These tries map ``rlp(index)`` to each item's encoding.  py-trie builds them by
-inserting the items one by one into a HexaryTrie, re-encoding and re-hashing the
-path to the root each time; for a block of a thousand transactions that is most of
-the time spent sealing it.  Here the whole key set is known up front, so the trie
-is built bottom-up over the sorted keys (as geth's StackTrie does): every node is
-encoded and hashed once.  The root and the node set are the same as py-trie's
-(``tests/test_trie.py`` checks this on random inputs).  ``use_in_py_evm`` puts it
-in place of py-trie's for these tries; the state trie is untouched.
+py-trie inserts keys one by one into a HexaryTrie, re-encoding and re-hashing the path
+to the root each time.  ``BulkUpdate`` applies a whole set of changes at once: every
+node on the changed paths is decoded, encoded and hashed once (as geth's StackTrie
+builds a trie from sorted keys).  The node uses it for the per-block transaction,
+receipt and withdrawal tries (``ordered_trie_root``: ``rlp(index)`` -> item, put in
+place of py-trie's by ``use_in_py_evm``), and for the changes a block makes to the
+state and storage tries (``chain/vm.py``).  Roots and node sets are py-trie's
+(``tests/test_trie.py`` checks this on random inputs).
 """
 from __future__ import annotations
 
@@ -35,46 +35,8 @@ def _nibbles(key: bytes) -> tuple[int, ...]:
 
 def ordered_trie_root(encoded_items: Sequence[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
     """Root hash and {hash: encoded node} of the trie {rlp(i): encoded_items[i]}."""
-    if not encoded_items:
-        return BLANK_ROOT_HASH, {}
     nodes: dict[bytes, bytes] = {}
-    pairs = sorted((_nibbles(rlp.encode(i)), item) for i, item in enumerate(encoded_items))
-
-    def reference(node: list) -> list | bytes:
-        encoded = rlp.encode(node)
-        if len(encoded) < 32:  # small nodes are embedded in their parent
-            return node
-        digest = keccak(encoded)
-        nodes[digest] = encoded
-        return digest
-
-    def build(lo: int, hi: int, depth: int) -> list:
-        if hi - lo == 1:
-            key, value = pairs[lo]
-            return [_hex_prefix(key[depth:], True), value]
-        first, last = pairs[lo][0], pairs[hi - 1][0]
-        shared = 0
-        limit = min(len(first), len(last)) - depth
-        while shared < limit and first[depth + shared] == last[depth + shared]:
-            shared += 1
-        if shared:
-            return [_hex_prefix(first[depth:depth + shared], False), reference(build(lo, hi, depth + shared))]
-        branch: list = [b""] * 17
-        i = lo
-        if len(pairs[i][0]) == depth:  # a key that ends here (cannot happen for rlp(i) keys, kept for safety)
-            branch[16] = pairs[i][1]
-            i += 1
-        while i < hi:
-            nibble, j = pairs[i][0][depth], i
-            while j < hi and pairs[j][0][depth] == nibble:
-                j += 1
-            branch[nibble] = reference(build(i, j, depth + 1))
-            i = j
-        return branch
-
-    encoded_root = rlp.encode(build(0, len(pairs), 0))
-    root = keccak(encoded_root)
-    nodes[root] = encoded_root
+    root = BulkUpdate(nodes).apply(BLANK_ROOT_HASH, {rlp.encode(i): item for i, item in enumerate(encoded_items)})
     return root, nodes
 
 

@@ -452,6 +452,19 @@ def _py_loop(computation) -> None:
             break
 
 
+def record_creation(cls, computation, message, parent_computation) -> None:
+    """The start of py-evm's BaseComputation.apply_computation: initcode gas for a create
+    transaction (Shanghai on), and the list of contracts created in the transaction."""
+    if computation.is_origin_computation:
+        computation.contracts_created = []
+        if message.is_create:
+            cls.consume_initcode_gas_cost(computation)
+    if parent_computation is not None:
+        computation.contracts_created = parent_computation.contracts_created
+    if message.is_create:
+        computation.contracts_created.append(message.storage_address)
+
+
 class _NativeLoopComputation:
     """A fork's computation whose interpreter loop is ``_evm_loop.run`` (C); everything
     before the loop is py-evm's ``BaseComputation.apply_computation``, unchanged."""
@@ -459,14 +472,7 @@ class _NativeLoopComputation:
     @classmethod
     def apply_computation(cls, state, message, transaction_context, parent_computation=None):
         with cls(state, message, transaction_context) as computation:
-            if computation.is_origin_computation:
-                computation.contracts_created = []
-                if message.is_create:
-                    cls.consume_initcode_gas_cost(computation)
-            if parent_computation is not None:
-                computation.contracts_created = parent_computation.contracts_created
-            if message.is_create:
-                computation.contracts_created.append(message.storage_address)
+            record_creation(cls, computation, message, parent_computation)
             precompile = computation.precompiles.get(message.code_address, _NO_RESULT)
             if precompile is not _NO_RESULT:
                 if not message.is_delegation:

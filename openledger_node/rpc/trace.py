@@ -52,6 +52,7 @@ from eth.vm.computation import NO_RESULT
 from eth.vm.logic.invalid import InvalidOpcode
 from eth_utils import ValidationError
 
+from ..chain.vm import record_creation
 from .encoding import parse_block_tag, parse_bool, parse_hash, parse_quantity, to_data, to_quantity
 from .jsonrpc import InvalidParams, RPCError, ServerError, decode_revert_reason
 
@@ -193,14 +194,7 @@ class _TracingComputation:
         tracer: Tracer = state._ol_tracer
         # BaseComputation.apply_computation, with the interpreter loop in Tracer.run
         with cls(state, message, transaction_context) as computation:
-            if computation.is_origin_computation:
-                computation.contracts_created = []
-                if message.is_create:
-                    cls.consume_initcode_gas_cost(computation)
-            if parent_computation is not None:
-                computation.contracts_created = parent_computation.contracts_created
-            if message.is_create:
-                computation.contracts_created.append(message.storage_address)
+            record_creation(cls, computation, message, parent_computation)
             frame = tracer.frames[-1]
             frame.computation = computation
             computation._ol_frame = frame
