@@ -7,7 +7,7 @@ its logic function, the stack's pop and push methods).  Here one C loop reads th
 and executes, on py-evm's own stack list, memory and gas meter, the opcodes whose
 semantics are pure: arithmetic, (signed) comparison and bit operations, PUSH/DUP/SWAP/POP,
 JUMP/JUMPI/JUMPDEST/PC/GAS, MLOAD/MSTORE/MSTORE8/MSIZE, CALLDATALOAD/CALLDATASIZE,
-CALLVALUE/CALLER/ADDRESS, SHA3.  Every other opcode (storage, calls, creates, logs, hashing,
+CALLVALUE/CALLER/ADDRESS, SHA3.  Every other opcode (storage, calls, creates, logs,
 RETURN/REVERT, anything a fork or the node adds) is py-evm's own opcode function,
 called exactly as py-evm's loop calls it, after the program counter and gas are written
 back.  An opcode runs inline only if the computation's opcode table holds py-evm's stock
@@ -240,7 +240,7 @@ def run(computation, Table t):
     cdef object jumpdests = None
     cdef const unsigned char* jd = NULL
     cdef unsigned char op, kind, arg
-    cdef long long cost, end, size_now
+    cdef long long cost
     cdef Py_ssize_t sl
     cdef long long width
     cdef object a, b, m, v, dest, buf

@@ -1,12 +1,28 @@
 """The node's fork VMs.
 
 Every fork the node can run is py-evm's VM for that fork, configured under an
-OpenLedger name, plus a few speed-ups that give identical blocks (``VM_BY_FORK``:
-Ethereum's rules, unchanged).  Chains with an ``openledger`` genesis section run
+OpenLedger name, plus speed-ups that give identical results (``VM_BY_FORK``:
+Ethereum's rules, unchanged): the interpreter loop in C, accounts and storage slots of
+recent roots read from flat dicts, a block's trie changes applied at once, hand-written
+RLP, shallow copies (``docs/execution.md`` lists them, and the tests that compare each
+with stock py-evm).  Chains with an ``openledger`` genesis section run
 ``OPENLEDGER_VM_BY_FORK``: the same VMs with the attribution precompiles added.
+``stock_vms()`` gives py-evm's own VMs, for comparisons.
 """
 from __future__ import annotations
 
+import collections
+import threading
+
+import rlp
+from eth.constants import BLANK_ROOT_HASH
+from eth.db.account import AccountDB
+from eth.db.cache import CacheDB
+from eth.db.journal import JournalDB
+from eth.db.storage import AccountStorageDB, StorageLookup
+from eth.exceptions import Halt
+from eth.rlp.accounts import Account
+from eth.vm.chain_context import ChainContext
 from eth.vm.forks import (
     ArrowGlacierVM,
     BerlinVM,
@@ -31,26 +47,11 @@ from eth.vm.forks.prague.constants import (
     DEPOSIT_EVENT_SIGNATURE_HASH,
     DEPOSIT_REQUEST_TYPE,
 )
-
-import collections
-import threading
-
-from eth.constants import BLANK_ROOT_HASH
-from eth.db.account import AccountDB
-from eth.db.cache import CacheDB
-from eth.db.journal import JournalDB
-from eth_utils import get_extended_debug_logger
-from eth.db.storage import AccountStorageDB, StorageLookup
 from eth.vm.interrupt import MissingStorageTrieNode
-from eth_utils import int_to_big_endian
-from eth_hash.auto import keccak
-from eth.rlp.accounts import Account
-from eth.vm.chain_context import ChainContext
-import rlp
-from rlp.sedes.serializable import make_immutable
-
 from eth.vm.logic.invalid import InvalidOpcode
-from eth.exceptions import Halt
+from eth_hash.auto import keccak
+from eth_utils import get_extended_debug_logger, int_to_big_endian
+from rlp.sedes.serializable import make_immutable
 
 from .. import blobs
 from ..precompiles.attribution import ProofOfAttribution
