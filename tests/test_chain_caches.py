@@ -169,6 +169,31 @@ def test_hand_written_rlp_is_pyrlp() -> None:
         assert rlp_encode.list_of(rlp_encode.string(data), rlp_encode.uint(balance)) == rlp.encode([data, balance])
 
 
+def test_hand_made_receipts_are_py_evm_receipts() -> None:
+    """Blooms and receipt encodings computed by hand (chain.vm.log_bloom,
+    encode_receipt_payload) are eth_bloom's and pyrlp's, for receipts with 0 to 3 logs of
+    0 to 4 topics and data of every length class."""
+    import rlp
+    from eth.rlp.logs import Log
+    from eth.rlp.receipts import Receipt
+    from eth_bloom import BloomFilter
+
+    from openledger_node.chain.vm import encode_receipt_payload, log_bloom
+
+    rng = random.Random("receipts")
+    for _ in range(300):
+        entries = tuple(
+            (rng.randbytes(20), tuple(rng.choice([0, 1, 2**255, rng.getrandbits(256)]) for _ in range(rng.randrange(5))),
+             rng.randbytes(rng.choice([0, 1, 32, 55, 56, 300])))
+            for _ in range(rng.randrange(4)))
+        status, gas_used = rng.choice([b"", b"\x01"]), rng.choice([0, 21_000, 2**40])
+        reference = Receipt(state_root=status, gas_used=gas_used, logs=[Log(*entry) for entry in entries])
+        bloom = log_bloom(entries)
+        assert bloom == reference.bloom == int(BloomFilter.from_iterable(
+            b for log in reference.logs for b in log.bloomables))
+        assert encode_receipt_payload(status, gas_used, bloom, entries) == rlp.encode(reference)
+
+
 # ------------------------------------------------------------------------------ senders
 
 

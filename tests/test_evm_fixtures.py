@@ -260,18 +260,22 @@ def test_prague_block_built_by_the_node_is_the_block_stock_py_evm_builds(tmp_pat
 
 def test_blocks_of_many_transfers_built_by_the_node_are_the_blocks_stock_py_evm_builds(tmp_path: Path) -> None:
     """Three Prague blocks of value transfers (new and existing recipients, a sender
-    paying itself, a contract call) sealed by the node, whose accounts and headers are
-    copied shallowly while a block is built, are imported as is by stock py-evm with
-    the same hashes: every account change and every per-transaction header update lands
-    as py-evm's deep copies would have it."""
+    paying itself, a contract call, calls that log and one that reverts after logging)
+    sealed by the node (its VMs: C interpreter loop, flat state reads, bulk trie updates,
+    hand-made receipts and blooms, shallow copies) are imported as is by stock py-evm with
+    the same hashes: every account change, receipt and per-transaction header update lands
+    as py-evm would have it."""
     from eth_account import Account
     from eth_utils import to_checksum_address
 
     keys = [Account.from_key((i + 1).to_bytes(32, "big")) for i in range(4)]
     counter = "0x" + "c0" * 20  # SSTORE(0, SLOAD(0) + CALLVALUE)
     code = "0x" + "34600054016000" + "55" + "00"
+    logger = "0x" + "1e" * 20  # LOG2(memory[0:32] = CALLVALUE, topics 0x11..11, CALLER), then REVERT if CALLVALUE == 3
+    log_code = "0x" + "3460005233" + "7f" + "11" * 32 + "60206000a2" + "346003146033" + "57" + "00" + "5b60006000fd"
     pre = {key.address: {"balance": hex(10**21), "nonce": "0x0", "code": "0x", "storage": {}} for key in keys}
     pre[counter] = {"balance": "0x0", "nonce": "0x1", "code": code, "storage": {}}
+    pre[logger] = {"balance": "0x0", "nonce": "0x1", "code": log_code, "storage": {}}
     genesis_doc = {
         "config": {"chainId": 1, **{key: 0 for key in _GETH_KEYS.values()}, "eip155Block": 0,
                    "terminalTotalDifficulty": 0, "terminalTotalDifficultyPassed": True},
@@ -291,7 +295,8 @@ def test_blocks_of_many_transfers_built_by_the_node_are_the_blocks_stock_py_evm_
         for height in range(3):
             raws = [transfer(i % 4, "0x" + bytes([height * 16 + i + 1] * 20).hex(), 10**15 + i) for i in range(12)]
             raws += [transfer(1, keys[2].address, 7), transfer(3, keys[3].address, 5),
-                     transfer(0, counter, 10 + height, gas=60_000)]
+                     transfer(0, counter, 10 + height, gas=60_000),
+                     transfer(2, logger, 1 + height, gas=60_000), transfer(3, logger, 5, gas=60_000)]
             sealed = chain.build_block([chain.decode_transaction(raw) for raw in raws], timestamp=12 * (height + 1),
                                        coinbase=b"\x2a" * 20)
             assert len(sealed.block.transactions) == len(raws) and not sealed.rejected
