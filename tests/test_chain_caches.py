@@ -262,3 +262,101 @@ def test_bad_signatures_get_py_evm_outcomes(field: int, value: int) -> None:
         assert ("error", type(raised.value).__name__, str(raised.value)) == expected
     else:
         assert "sender" in tx.__dict__ and tx.sender == expected[1] != bytes.fromhex(KEYS[0].address[2:])
+
+
+# ------------------------------------------------------------------------ sender worker
+
+
+def test_sender_worker_recovers_py_evm_senders_in_another_process() -> None:
+    rng = random.Random("worker")
+    builder = VM_BY_FORK["prague"].get_transaction_builder()
+    raws = [random_raw(rng) for _ in range(400)]
+    worker = senders.SenderWorker()
+    try:
+        batches = [[builder.decode(raw) for raw in raws[i:i + 100]] for i in range(0, 400, 100)]
+        tickets = [worker.submit(batch) for batch in batches]
+        assert worker._process is not None and all(tickets)
+        worker.collect(tickets[2])  # reads the answers of tickets 0 and 1 on the way
+        assert all("sender" in tx.__dict__ for tx, _ in tickets[0] + tickets[1] + tickets[2])
+        assert not any("sender" in tx.__dict__ for tx, _ in tickets[3])
+        worker.collect(tickets[3])
+        for batch, raw_batch in zip(batches, [raws[i:i + 100] for i in range(0, 400, 100)]):
+            for tx, raw in zip(batch, raw_batch):
+                assert tx.sender == builder.decode(raw).sender  # primed or not: py-evm's
+        primed = sum(len(ticket) for ticket in tickets)
+        assert primed > 100  # EIP-1559 without access lists went to the worker
+    finally:
+        worker.close()
+    assert worker._process is None
+
+
+def test_a_sender_worker_that_dies_leaves_the_work_to_this_process() -> None:
+    rng = random.Random("worker-dies")
+    builder = VM_BY_FORK["prague"].get_transaction_builder()
+    raws = [random_raw(rng) for _ in range(200)]
+    txs = [builder.decode(raw) for raw in raws]
+    worker = senders.SenderWorker()
+    ticket = worker.submit(txs)
+    assert ticket
+    worker._process.kill()
+    worker._process.wait()
+    worker.collect(ticket)  # nothing to read: the worker is closed, nothing primed from it
+    assert worker._broken and worker._process is None
+    assert worker.submit(txs) == []  # never restarted
+    senders.prime(txs)
+    assert [tx.sender for tx in txs] == [builder.decode(raw).sender for raw in raws]
+
+
+def test_no_sender_worker_on_one_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(senders.os, "cpu_count", lambda: 1)
+    assert senders.shared_worker() is None
+
+
+def test_replay_of_a_large_batch_uses_the_worker_and_reaches_the_same_head(tmp_path, monkeypatch) -> None:
+    """apply_batch on a batch of 5 blocks of 150 transfers: the senders of blocks 2-5 come
+    from the worker process, and the replayed chain has the sequencer's head and root."""
+    from pathlib import Path
+
+    from eth_account import Account as EthAccount
+
+    from openledger_node.chain.chain import Blockchain
+    from openledger_node.chain.genesis import load_genesis
+    from openledger_node.devkeys import DEV_ACCOUNTS
+    from openledger_node.settlement import codec, inbox
+    from openledger_node.settlement.replay import apply_batch
+
+    genesis = load_genesis(Path(__file__).resolve().parent.parent / "genesis" / "devnet.json")
+    keys = [EthAccount.from_key(key) for _, key in DEV_ACCOUNTS]
+    chain = Blockchain.init(tmp_path / "seq", genesis)
+    nonces = [0] * len(keys)
+    try:
+        for height in range(5):
+            raws = []
+            for i in range(150):
+                sender = i % len(keys)
+                raws.append(bytes(keys[sender].sign_transaction({
+                    "type": 2, "chainId": genesis.chain_id, "nonce": nonces[sender], "to": to_checksum_address(
+                        bytes([height + 1, i % 200]) * 10), "value": 1 + i, "gas": 21_000,
+                    "maxFeePerGas": 20 * 10**9, "maxPriorityFeePerGas": 10**9}).raw_transaction))
+                nonces[sender] += 1
+            sealed = chain.build_block([chain.decode_transaction(raw) for raw in raws],
+                                       timestamp=chain.head.timestamp + 2, coinbase=b"\x01" * 20)
+            assert len(sealed.block.transactions) == 150
+        blocks = [codec.batch_block_of(chain.block(chain.header_by_number(n))) for n in range(1, 6)]
+        head = chain.head
+    finally:
+        chain.close()
+    record = inbox.BatchRecord(index=0, first_block=1, last_block=5, state_root=head.state_root,
+                               block_hash=head.hash, output_root=b"", data_hash=b"", frames=1, l1_block=1,
+                               log_index=0, l1_tx=b"")
+    collected = []
+    original = senders.SenderWorker.collect
+    monkeypatch.setattr(senders.SenderWorker, "collect",
+                        lambda self, ticket: (collected.append(len(ticket)), original(self, ticket))[1])
+    replica = Blockchain.init(tmp_path / "replica", genesis)
+    try:
+        assert apply_batch(replica, record, codec.encode_batch(blocks)) == (5, 750)
+        assert (replica.head.hash, replica.head.state_root) == (head.hash, head.state_root)
+    finally:
+        replica.close()
+    assert collected == [150, 150, 150, 150]

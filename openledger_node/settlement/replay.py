@@ -147,11 +147,28 @@ def apply_batch(blockchain: Blockchain, record: inbox.BatchRecord, data: bytes,
     if blocks[0].number != record.first_block or blocks[-1].number != record.last_block:
         raise ReplayError(record.index, blocks[0].number, f"the data holds blocks {blocks[0].number}-{blocks[-1].number}, "
                           f"L1 records {record.first_block}-{record.last_block}")
+    todo = [block for block in blocks if block.number > blockchain.head.block_number]
+    decoded = [_decode(blockchain, record.index, block) for block in todo]
+    # Senders of the blocks ahead are recovered in a second process while a block executes.
+    worker = senders.shared_worker() if sum(len(block.transactions) for block in todo) >= _WORKER_MIN_TXS else None
+    tickets: dict[int, list] = {}
+    submitted = in_flight = 0
     added = txs = 0
-    for block in blocks:
-        if blockchain.head.block_number >= block.number:
-            continue
-        sealed = _build(blockchain, record.index, block)
+    for i, block in enumerate(todo):
+        if worker is not None:
+            submitted = max(submitted, i + 1)
+            while submitted < len(todo) and in_flight + len(todo[submitted].transactions) <= worker.MAX_IN_FLIGHT:
+                if isinstance(decoded[submitted], list):
+                    tickets[submitted] = worker.submit(decoded[submitted])
+                    in_flight += len(todo[submitted].transactions)
+                submitted += 1
+            if i in tickets:
+                worker.collect(tickets.pop(i))
+                in_flight -= len(block.transactions)
+        _check_header(blockchain, record.index, block)
+        if isinstance(decoded[i], ReplayError):
+            raise decoded[i]
+        sealed = _build(blockchain, record.index, block, decoded[i])
         if on_block is not None:
             on_block(sealed)
         added += 1
@@ -166,7 +183,22 @@ def apply_batch(blockchain: Blockchain, record: inbox.BatchRecord, data: bytes,
     return added, txs
 
 
-def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> SealedBlock:
+_WORKER_MIN_TXS = 512  # smaller batches: the worker's round trips cost more than they save
+
+
+def _decode(blockchain: Blockchain, batch: int, block: codec.BatchBlock):
+    """The block's transactions, or the ReplayError to raise when the block's turn comes."""
+    transactions = []
+    builder = blockchain.chain.vm_class_for(block.number, block.timestamp).get_transaction_builder()
+    for i, raw in enumerate(block.transactions):
+        try:
+            transactions.append(builder.decode(raw))
+        except Exception as exc:  # py-evm raises many types on malformed encodings
+            return ReplayError(batch, block.number, f"transaction {i} cannot be decoded: {type(exc).__name__}")
+    return transactions
+
+
+def _check_header(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> None:
     parent = blockchain.head
     if block.number != parent.block_number + 1:
         raise ReplayError(batch, block.number, f"follows block {parent.block_number}")
@@ -174,14 +206,10 @@ def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock) -> Seale
         raise ReplayError(batch, block.number, f"timestamp {block.timestamp} not after the parent's {parent.timestamp}")
     if block.gas_limit != parent.gas_limit:
         raise ReplayError(batch, block.number, f"gas limit {block.gas_limit} differs from the parent's {parent.gas_limit}")
-    transactions = []
-    builder = blockchain.transaction_builder()
-    for i, raw in enumerate(block.transactions):
-        try:
-            transactions.append(builder.decode(raw))
-        except Exception as exc:  # py-evm raises many types on malformed encodings
-            raise ReplayError(batch, block.number, f"transaction {i} cannot be decoded: {type(exc).__name__}") from None
-    senders.prime(transactions)
+
+
+def _build(blockchain: Blockchain, batch: int, block: codec.BatchBlock, transactions: list) -> SealedBlock:
+    senders.prime(transactions)  # those the worker did not answer
     sealed = blockchain.build_block(transactions, timestamp=block.timestamp, coinbase=block.fee_recipient,
                                     extra_data=block.extra_data)
     if sealed.rejected:
