@@ -21,13 +21,19 @@ REQUEST = 97
 ANSWER = 25
 
 
-def answer(record: bytes) -> bytes:
-    digest, signature = record[:32], record[32:]
+def address(digest: bytes, signature: bytes) -> bytes | None:
+    """The address whose key made ``signature`` (r, s, y_parity) over ``digest``, or None."""
     try:
         public_key = PublicKey.from_signature_and_message(signature, digest, hasher=None)
-    except Exception:
-        return digest[:4] + b"\x00" + bytes(20)
-    return digest[:4] + b"\x01" + keccak(public_key.format(compressed=False)[1:])[12:]
+    except Exception:  # no key recovers
+        return None
+    return keccak(public_key.format(compressed=False)[1:])[12:]
+
+
+def answer(record: bytes) -> bytes:
+    digest = record[:32]
+    sender = address(digest, record[32:])
+    return digest[:4] + (b"\x00" + bytes(20) if sender is None else b"\x01" + sender)
 
 
 def main() -> None:

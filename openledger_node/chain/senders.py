@@ -25,10 +25,9 @@ import subprocess
 import sys
 from typing import Iterable
 
-from coincurve import PublicKey
 from eth_hash.auto import keccak
 
-from . import rlp_encode
+from . import rlp_encode, sender_worker
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -44,20 +43,22 @@ def signing_message(tx) -> bytes | None:
         rlp_encode.uint(tx.value), rlp_encode.string(tx.data), b"\xc0")
 
 
-def recover(tx) -> bytes | None:
-    """The sender's address, or None to let py-evm recover it (and raise its own errors)."""
+def recovery_input(tx) -> tuple[bytes, bytes] | None:
+    """(message hash, 65-byte signature) to recover ``tx``'s sender from, or None for a
+    transaction left to py-evm."""
     message = signing_message(tx)
     if message is None:
         return None
     r, s, y_parity = tx.r, tx.s, tx.y_parity
     if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N and y_parity in (0, 1)):
         return None
-    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y_parity])
-    try:
-        public_key = PublicKey.from_signature_and_message(signature, keccak(message), hasher=None)
-    except Exception:  # no key recovers: py-evm reports it
-        return None
-    return keccak(public_key.format(compressed=False)[1:])[12:]
+    return keccak(message), r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y_parity])
+
+
+def recover(tx) -> bytes | None:
+    """The sender's address, or None to let py-evm recover it (and raise its own errors)."""
+    data = recovery_input(tx)
+    return None if data is None else sender_worker.address(*data)
 
 
 def prime(transactions: Iterable) -> None:
@@ -80,7 +81,6 @@ class SenderWorker:
     then fit in a pipe's buffer, so neither process waits on the other)."""
 
     MAX_IN_FLIGHT = 2000
-    _REQUEST, _ANSWER = 97, 25
 
     def __init__(self) -> None:
         self._process: subprocess.Popen | None = None
@@ -103,15 +103,11 @@ class SenderWorker:
         for tx in transactions:
             if "sender" in tx.__dict__:
                 continue
-            message = signing_message(tx)
-            if message is None:
+            data = recovery_input(tx)
+            if data is None:
                 continue
-            r, s, y_parity = tx.r, tx.s, tx.y_parity
-            if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N and y_parity in (0, 1)):
-                continue
-            digest = keccak(message)
-            ticket.append((tx, digest))
-            records.append(digest + r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y_parity]))
+            ticket.append((tx, data[0]))
+            records.append(data[0] + data[1])
         if not ticket:
             return ticket
         worker = self._worker()
@@ -133,12 +129,12 @@ class SenderWorker:
         while self._tickets and any(t is ticket for t in self._tickets):
             current = self._tickets.popleft()
             try:
-                data = self._read(len(current) * self._ANSWER)
+                data = self._read(len(current) * sender_worker.ANSWER)
             except OSError:
                 self.close()
                 return
             for i, (tx, digest) in enumerate(current):
-                answer = data[i * self._ANSWER:(i + 1) * self._ANSWER]
+                answer = data[i * sender_worker.ANSWER:(i + 1) * sender_worker.ANSWER]
                 if answer[:4] != digest[:4]:  # out of step: trust nothing more from it
                     self.close()
                     return
