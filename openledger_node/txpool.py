@@ -17,6 +17,7 @@ from eth_utils import ValidationError
 
 from .blobs import BlobError, split_network_form, verify_sidecar
 from .chain import senders
+from .chain.senders import SECP256K1_N
 
 log = logging.getLogger("openledger.txpool")
 
@@ -27,7 +28,6 @@ GAS_PER_BLOB = 2**17
 PRICE_BUMP_PERCENT = 10
 TX_GAS = 21_000
 FLOOR_COST_PER_TOKEN = 10  # EIP-7623
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 class TxPoolError(Exception):
